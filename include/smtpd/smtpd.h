@@ -1,0 +1,467 @@
+/*
+ * smtpd.h - libsmtpd core: a sans-I/O SMTP server session engine.
+ *
+ * The library parses what a client sends, keeps the protocol state and
+ * builds the replies; the host owns sockets, clocks, storage and policy.
+ *
+ *   smtpd_config   shared, read-only settings (hostname, limits, policies)
+ *   smtpd_session  one SMTP conversation; feed it bytes, pull reply bytes
+ *
+ * All functions returning int give 0 (SMTPD_OK) or a negative smtpd_error.
+ * See docs/API.md for the contracts (ownership, lifetimes, pausing,
+ * threading) in prose.
+ */
+#ifndef SMTPD_SMTPD_H
+#define SMTPD_SMTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(SMTPD_BUILDING)
+#    define SMTPD_API __declspec(dllexport)
+#  elif defined(SMTPD_SHARED)
+#    define SMTPD_API __declspec(dllimport)
+#  else
+#    define SMTPD_API
+#  endif
+#elif defined(__GNUC__)
+#  define SMTPD_API __attribute__((visibility("default")))
+#else
+#  define SMTPD_API
+#endif
+
+/* ---- version ---------------------------------------------------------- */
+
+#define SMTPD_VERSION_MAJOR 0
+#define SMTPD_VERSION_MINOR 1
+#define SMTPD_VERSION_PATCH 0
+#define SMTPD_VERSION_STRING "0.1.0"
+/* 0xMMmmpp */
+#define SMTPD_VERSION_NUM \
+  ((SMTPD_VERSION_MAJOR << 16) | (SMTPD_VERSION_MINOR << 8) | SMTPD_VERSION_PATCH)
+
+/* smtpd_version - version of the library actually linked; *num (may be
+ * NULL) receives its SMTPD_VERSION_NUM. */
+SMTPD_API const char *smtpd_version(int *num);
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* X(name, value, description). Values at or below SMTPD_ERR_FATAL mean
+ * the session can no longer be used and should be deleted. */
+#define SMTPD_ERROR_TABLE(X)                                                  \
+  X(OK, 0, "success")                                                         \
+  X(ERR_INVALID_ARGUMENT, -1, "invalid argument")                             \
+  X(ERR_INVALID_STATE, -2, "not allowed in the current session state")        \
+  X(ERR_BUFFER_TOO_SMALL, -3, "buffer too small")                             \
+  X(ERR_CLOSED, -4, "session is closed")                                      \
+  X(ERR_UNSUPPORTED, -5, "not supported by this build or configuration")      \
+  X(ERR_TLS, -6, "TLS error")                                                 \
+  X(ERR_SASL, -7, "SASL backend error")                                       \
+  X(ERR_IO, -8, "I/O error")                                                  \
+  X(ERR_FATAL, -900, "fatal error")                                           \
+  X(ERR_NOMEM, -901, "out of memory")                                         \
+  X(ERR_CALLBACK_FAILURE, -902, "a callback reported a failure")
+
+typedef enum smtpd_error {
+#define SMTPD_ERROR_ENUM_(name, value, text) SMTPD_##name = value,
+  SMTPD_ERROR_TABLE(SMTPD_ERROR_ENUM_)
+#undef SMTPD_ERROR_ENUM_
+  SMTPD_ERROR_END_ = 1
+} smtpd_error;
+
+/* smtpd_strerror - a static English description of an error code. */
+SMTPD_API const char *smtpd_strerror(int err);
+/* smtpd_is_fatal - non-zero when err means the object is unusable. */
+SMTPD_API int smtpd_is_fatal(int err);
+
+/* ---- allocator -------------------------------------------------------- */
+
+/* Every allocation of the library and its adapters goes through one of
+ * these. All four functions are required; ctx is passed back as is. The
+ * struct is copied, ctx must stay valid while any object made with it
+ * lives. NULL wherever an smtpd_mem is taken means libc. */
+typedef struct smtpd_mem {
+  void *ctx;
+  void *(*malloc)(size_t size, void *ctx);
+  void (*free)(void *ptr, void *ctx);
+  void *(*calloc)(size_t nmemb, size_t size, void *ctx);
+  void *(*realloc)(void *ptr, size_t size, void *ctx);
+} smtpd_mem;
+
+/* ---- verdicts --------------------------------------------------------- */
+
+/* What a decision callback (and smtpd_session_resume) answers.
+ *  ACCEPT    the command succeeds; default or smtpd_session_set_reply text
+ *  REJECT    permanent refusal (default 5xx, or the reply set)
+ *  TEMPFAIL  temporary refusal (default 4xx, or the reply set)
+ *  DEFER     pause: the session stops reading input and waits for
+ *            smtpd_session_resume(); only valid as a callback's return */
+typedef enum smtpd_verdict {
+  SMTPD_ACCEPT = 0,
+  SMTPD_REJECT = 1,
+  SMTPD_TEMPFAIL = 2,
+  SMTPD_DEFER = 3
+} smtpd_verdict;
+
+/* ---- configuration ---------------------------------------------------- */
+
+typedef struct smtpd_config smtpd_config;
+typedef struct smtpd_session smtpd_session;
+struct smtpd_sasl_backend; /* include/smtpd/sasl.h */
+
+typedef enum smtpd_limit {
+  SMTPD_LIMIT_MESSAGE_SIZE,  /* body octets; 0 = unlimited; default 10240000 */
+  SMTPD_LIMIT_RECIPIENTS,    /* per transaction; default 1000 */
+  SMTPD_LIMIT_COMMAND_LINE,  /* octets incl. CRLF; default 512 (min 512) */
+  SMTPD_LIMIT_TEXT_LINE,     /* body line octets incl. CRLF; default 1000 */
+  SMTPD_LIMIT_ERRORS,        /* client errors before 421; default 20 */
+  SMTPD_LIMIT_AUTH_FAILURES, /* failed AUTH before 421; default 3 */
+  SMTPD_LIMIT_AUTH_LINE,     /* AUTH response line octets; default 12288 */
+  SMTPD_LIMIT_OUTPUT,        /* queued reply octets before input stops
+                                being read; default 65536 */
+  SMTPD_LIMIT_COUNT_
+} smtpd_limit;
+
+typedef enum smtpd_timeout {
+  SMTPD_TIMEOUT_NONE = 0,    /* no client timeout applies (host is busy) */
+  SMTPD_TIMEOUT_COMMAND,     /* waiting for a command; default 300 s */
+  SMTPD_TIMEOUT_DATA,        /* waiting for body data; default 180 s */
+  SMTPD_TIMEOUT_COUNT_
+} smtpd_timeout;
+
+typedef enum smtpd_option {
+  SMTPD_OPT_ENHANCEDSTATUSCODES, /* default on: RFC 2034 codes everywhere */
+  SMTPD_OPT_PIPELINING,          /* default on: advertise RFC 2920 */
+  SMTPD_OPT_8BITMIME,            /* default on: advertise RFC 6152 */
+  SMTPD_OPT_SIZE,                /* default on: advertise RFC 1870 SIZE */
+  SMTPD_OPT_SMTPUTF8,            /* default off: advertise RFC 6531 */
+  SMTPD_OPT_VRFY,                /* default on: VRFY answered (252/host) */
+  SMTPD_OPT_STARTTLS,            /* default off: host can do TLS */
+  SMTPD_OPT_REQUIRE_TLS,         /* default off: MAIL needs TLS (530) */
+  SMTPD_OPT_REQUIRE_AUTH,        /* default off: MAIL needs AUTH (530) */
+  SMTPD_OPT_AUTH_PLAINTEXT,      /* default off: plaintext SASL mechanisms
+                                    allowed without TLS */
+  SMTPD_OPT_COUNT_
+} smtpd_option;
+
+/* How a CR or LF that is not part of CRLF is treated, in commands and in
+ * the body alike. End of data is <CRLF>.<CRLF> under every policy. */
+typedef enum smtpd_line_ending {
+  SMTPD_LINE_ENDING_REJECT = 0, /* default: 500 for a command; a body is
+                                   read to its end then refused (550) */
+  SMTPD_LINE_ENDING_NORMALIZE,  /* bare LF is a line end (body: becomes
+                                   CRLF); bare CR is kept as data */
+  SMTPD_LINE_ENDING_ACCEPT      /* bytes pass through unchanged */
+} smtpd_line_ending;
+
+/* What happens when a client talks before it may (before the greeting was
+ * written, or after a command that must end a pipelined group). Either
+ * way an SMTPD_NOTICE_SYNC_VIOLATION notice is fired. */
+typedef enum smtpd_sync_policy {
+  SMTPD_SYNC_REJECT = 0, /* default: 554 5.5.0 ... synchronization; close */
+  SMTPD_SYNC_ALLOW       /* report only */
+} smtpd_sync_policy;
+
+/* Body text lines longer than SMTPD_LIMIT_TEXT_LINE. */
+typedef enum smtpd_long_line {
+  SMTPD_LONG_LINE_ACCEPT = 0, /* default: passed through unchanged */
+  SMTPD_LONG_LINE_REJECT      /* message read to its end, then refused */
+} smtpd_long_line;
+
+/* smtpd_config_new - a configuration with safe defaults. mem may be NULL.
+ * Sessions borrow the config: it must outlive them and not be changed
+ * while they use it; it may be shared by sessions in several threads. */
+SMTPD_API int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem);
+SMTPD_API void smtpd_config_del(smtpd_config *cfg);
+
+/* smtpd_config_set_hostname - our name in the greeting, EHLO and error
+ * replies (copied; printable ASCII, no spaces). Default "localhost". */
+SMTPD_API int smtpd_config_set_hostname(smtpd_config *cfg, const char *name);
+/* smtpd_config_set_banner - greeting text after the hostname (copied).
+ * Default "ESMTP". */
+SMTPD_API int smtpd_config_set_banner(smtpd_config *cfg, const char *text);
+SMTPD_API int smtpd_config_set_limit(smtpd_config *cfg, smtpd_limit which,
+                                     uint64_t value);
+SMTPD_API uint64_t smtpd_config_get_limit(const smtpd_config *cfg,
+                                          smtpd_limit which);
+/* smtpd_config_set_timeout - milliseconds reported by
+ * smtpd_session_timeout() for that state. */
+SMTPD_API int smtpd_config_set_timeout(smtpd_config *cfg, smtpd_timeout which,
+                                       uint32_t ms);
+SMTPD_API int smtpd_config_set_option(smtpd_config *cfg, smtpd_option opt,
+                                      int on);
+SMTPD_API int smtpd_config_get_option(const smtpd_config *cfg,
+                                      smtpd_option opt);
+SMTPD_API int smtpd_config_set_line_ending(smtpd_config *cfg,
+                                           smtpd_line_ending policy);
+SMTPD_API int smtpd_config_set_sync_policy(smtpd_config *cfg,
+                                           smtpd_sync_policy policy);
+SMTPD_API int smtpd_config_set_long_line(smtpd_config *cfg,
+                                         smtpd_long_line policy);
+/* smtpd_config_add_ehlo_keyword - an extra EHLO line such as "DSN" or
+ * "XCLIENT NAME ADDR" (copied; printable ASCII). At most 16. */
+SMTPD_API int smtpd_config_add_ehlo_keyword(smtpd_config *cfg,
+                                            const char *keyword);
+/* smtpd_config_set_sasl - the AUTH backend (borrowed; NULL disables AUTH).
+ * See include/smtpd/sasl.h. */
+SMTPD_API int smtpd_config_set_sasl(smtpd_config *cfg,
+                                    const struct smtpd_sasl_backend *backend);
+
+/* ---- events ----------------------------------------------------------- */
+
+/* All pointers inside event structs are valid only during the callback. */
+
+typedef struct smtpd_helo {
+  const char *name;      /* verbatim argument */
+  const char *safe_name; /* neutered for logs and Received: lines */
+  int esmtp;             /* 1 for EHLO */
+} smtpd_helo;
+
+typedef struct smtpd_param {
+  const char *keyword; /* upper-cased */
+  const char *value;   /* NULL when the parameter has no "=value" */
+} smtpd_param;
+
+typedef enum smtpd_body_type {
+  SMTPD_BODY_UNSPECIFIED = 0,
+  SMTPD_BODY_7BIT,
+  SMTPD_BODY_8BITMIME
+} smtpd_body_type;
+
+typedef struct smtpd_mail {
+  const char *address;   /* "" for the null reverse-path <> */
+  const char *local;     /* local part as sent (quotes kept) */
+  const char *domain;    /* "" when none */
+  uint64_t size;         /* SIZE= value; 0 when absent */
+  int has_size;
+  smtpd_body_type body;
+  int smtputf8;          /* SMTPUTF8 parameter given */
+  const char *auth;      /* AUTH= value xtext-decoded, NULL if absent */
+  int auth_trusted;      /* session is authenticated, so AUTH= may be used */
+  const smtpd_param *params; /* every parameter, in order */
+  size_t nparams;
+} smtpd_mail;
+
+typedef struct smtpd_rcpt {
+  const char *address;   /* "Postmaster" for <Postmaster> */
+  const char *local;
+  const char *domain;    /* "" when none */
+  const smtpd_param *params;
+  size_t nparams;
+  size_t index;          /* recipients already accepted in this transaction */
+} smtpd_rcpt;
+
+typedef struct smtpd_message {
+  uint64_t size;           /* body octets after dot-unstuffing */
+  const char *sender;      /* as in smtpd_mail.address */
+  const char *const *recipients;
+  size_t nrecipients;
+} smtpd_message;
+
+typedef struct smtpd_auth_result {
+  const char *mechanism;
+  const char *authcid;     /* authentication identity; may be NULL */
+  const char *authzid;     /* authorisation identity; NULL when none */
+  const char *reason;      /* auth-fail only */
+  int code;                /* reply code sent (235, 535, 454, ...) */
+} smtpd_auth_result;
+
+typedef enum smtpd_notice_type {
+  SMTPD_NOTICE_PROTOCOL_ERROR = 1, /* a 4xx/5xx reply caused by the client */
+  SMTPD_NOTICE_SYNC_VIOLATION,     /* talked before its turn */
+  SMTPD_NOTICE_STARTTLS_DISCARD,   /* plaintext after STARTTLS dropped */
+  SMTPD_NOTICE_HTTP_COMMAND,       /* an HTTP or header line as command */
+  SMTPD_NOTICE_MESSAGE_ABORTED     /* a streamed body will not be accepted:
+                                      drop what on_body delivered */
+} smtpd_notice_type;
+
+typedef struct smtpd_notice {
+  smtpd_notice_type type;
+  int code;            /* reply code sent, 0 if none */
+  const char *command; /* offending command, sanitised; may be NULL */
+  uint64_t count;      /* octets discarded (STARTTLS_DISCARD) */
+} smtpd_notice;
+
+typedef enum smtpd_close_reason {
+  SMTPD_CLOSE_QUIT = 1,
+  SMTPD_CLOSE_REJECTED,    /* connect decision refused the client */
+  SMTPD_CLOSE_TIMEOUT,
+  SMTPD_CLOSE_TOO_MANY_ERRORS,
+  SMTPD_CLOSE_AUTH_FAILURES,
+  SMTPD_CLOSE_SYNC,        /* early talker / pipelining violation */
+  SMTPD_CLOSE_HTTP,        /* HTTP or header line as command */
+  SMTPD_CLOSE_HOST,        /* smtpd_session_close() */
+  SMTPD_CLOSE_RESOURCE     /* out of memory */
+} smtpd_close_reason;
+
+/* TLS parameters the host reports after a handshake (strings copied). */
+typedef struct smtpd_tls_info {
+  const char *protocol;     /* "TLSv1.3" */
+  const char *cipher;       /* "TLS_AES_256_GCM_SHA384" */
+  int cipher_bits;          /* effective key bits, e.g. 256 */
+  int alg_bits;             /* algorithm key bits, e.g. 256 */
+  int client_cert_requested;
+  int client_cert_verified;
+  const char *peer_subject; /* verified client subject, or NULL */
+  const char *peer_issuer;  /* or NULL */
+} smtpd_tls_info;
+
+/* Callbacks. Every one is optional (NULL: accept / ignore). Each gets the
+ * session first and the session's user_data last. A decision callback
+ * returns an smtpd_verdict; before returning REJECT/TEMPFAIL/ACCEPT it
+ * may call smtpd_session_set_reply() to choose the reply text. No
+ * callback may call smtpd_session_feed/resume/del on its own session. */
+#define SMTPD_CALLBACKS_VERSION 1
+typedef struct smtpd_callbacks {
+  unsigned version; /* SMTPD_CALLBACKS_VERSION */
+  /* decisions: return smtpd_verdict */
+  int (*on_connect)(smtpd_session *s, void *ud);
+  int (*on_helo)(smtpd_session *s, const smtpd_helo *helo, void *ud);
+  int (*on_mail)(smtpd_session *s, const smtpd_mail *mail, void *ud);
+  int (*on_rcpt)(smtpd_session *s, const smtpd_rcpt *rcpt, void *ud);
+  int (*on_data)(smtpd_session *s, void *ud); /* DATA start */
+  int (*on_data_complete)(smtpd_session *s, const smtpd_message *msg,
+                          void *ud);
+  int (*on_vrfy)(smtpd_session *s, const char *arg, void *ud); /* 252 */
+  /* body: dot-unstuffed bytes, valid during the call only. Return 0, or
+   * SMTPD_DEFER to stop reading after this chunk until resume. */
+  int (*on_body)(smtpd_session *s, const uint8_t *data, size_t len,
+                 void *ud);
+  /* notifications */
+  void (*on_rset)(smtpd_session *s, void *ud);
+  void (*on_quit)(smtpd_session *s, void *ud);
+  void (*on_starttls)(smtpd_session *s, void *ud); /* start the handshake
+                                    once the 220 reply is written */
+  void (*on_auth_ok)(smtpd_session *s, const smtpd_auth_result *r,
+                     void *ud);
+  void (*on_auth_fail)(smtpd_session *s, const smtpd_auth_result *r,
+                       void *ud);
+  void (*on_tls_required)(smtpd_session *s, const char *command, void *ud);
+  void (*on_notice)(smtpd_session *s, const smtpd_notice *n, void *ud);
+  void (*on_close)(smtpd_session *s, smtpd_close_reason reason, void *ud);
+} smtpd_callbacks;
+
+/* ---- session ---------------------------------------------------------- */
+
+/* smtpd_session_new - a session in its initial state; no callback runs
+ * and nothing is queued until smtpd_session_start(). cb is copied (NULL:
+ * no callbacks); cfg is borrowed. *out is untouched on failure. */
+SMTPD_API int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
+                                const smtpd_callbacks *cb, void *user_data);
+/* smtpd_session_del - free the session (NULL is a no-op). No callback. */
+SMTPD_API void smtpd_session_del(smtpd_session *s);
+
+SMTPD_API void *smtpd_session_user_data(const smtpd_session *s);
+SMTPD_API void smtpd_session_set_user_data(smtpd_session *s, void *ud);
+
+/* smtpd_session_set_client - the client's address text (e.g. "192.0.2.1"
+ * or "2001:db8::1") and verified reverse name (NULL: unknown), copied.
+ * Used by SASL backends and the Received: helper. Call before start. */
+SMTPD_API int smtpd_session_set_client(smtpd_session *s, const char *addr,
+                                       const char *rdns);
+/* smtpd_session_set_implicit_tls - the connection is TLS from the first
+ * byte (RFC 8314): the greeting waits for smtpd_session_tls_established().
+ * Call before start. */
+SMTPD_API int smtpd_session_set_implicit_tls(smtpd_session *s);
+
+/* smtpd_session_start - run on_connect and queue the greeting (or 554 and
+ * close when rejected). May leave the session paused. */
+SMTPD_API int smtpd_session_start(smtpd_session *s);
+
+/* smtpd_session_feed - hand received plaintext to the session. Returns
+ * how many octets were taken (0..len), or a negative error. Fewer than
+ * len means the session stopped reading: it is paused for a deferred
+ * decision, its queued output is over SMTPD_LIMIT_OUTPUT, or it is
+ * closing. Keep the rest and feed it again when smtpd_session_want_read()
+ * says so. Any split of the input gives the same result. */
+SMTPD_API ptrdiff_t smtpd_session_feed(smtpd_session *s, const void *data,
+                                       size_t len);
+
+/* smtpd_session_output - queued reply bytes: *data points at them (valid
+ * until the next call on the session), the count is returned; 0 when
+ * nothing is queued. smtpd_session_consume marks n of them written. */
+SMTPD_API size_t smtpd_session_output(smtpd_session *s, const uint8_t **data);
+SMTPD_API int smtpd_session_consume(smtpd_session *s, size_t n);
+
+/* smtpd_session_want_read / want_write - whether the host should read
+ * from the client / has bytes to write. When neither is true the session
+ * is over: close the connection and delete it. */
+SMTPD_API int smtpd_session_want_read(const smtpd_session *s);
+SMTPD_API int smtpd_session_want_write(const smtpd_session *s);
+/* smtpd_session_is_paused - a decision was deferred and awaits resume. */
+SMTPD_API int smtpd_session_is_paused(const smtpd_session *s);
+/* smtpd_session_is_closing - the session will not read again; it ends
+ * when the output is written. */
+SMTPD_API int smtpd_session_is_closing(const smtpd_session *s);
+
+/* smtpd_session_set_reply - inside a decision callback, or while paused
+ * before resume: the reply to send. code 200..599 (354 for DATA start);
+ * enh "x.y.z" whose class matches code (NULL: a default); text printable
+ * (no CR, LF or other controls), NULL for a default. Copied. */
+SMTPD_API int smtpd_session_set_reply(smtpd_session *s, int code,
+                                      const char *enh, const char *text);
+/* smtpd_session_set_reply_lines - the same with several text lines. */
+SMTPD_API int smtpd_session_set_reply_lines(smtpd_session *s, int code,
+                                            const char *enh,
+                                            const char *const *lines,
+                                            size_t nlines);
+/* smtpd_session_resume - the decision for a deferred callback (ACCEPT,
+ * REJECT or TEMPFAIL). Never call it from inside a callback. */
+SMTPD_API int smtpd_session_resume(smtpd_session *s, int verdict);
+
+/* smtpd_session_timeout - which client timeout applies now and its length
+ * in milliseconds (0 with SMTPD_TIMEOUT_NONE). Restart the timer whenever
+ * input arrives. kind may be NULL. */
+SMTPD_API uint32_t smtpd_session_timeout(const smtpd_session *s,
+                                         smtpd_timeout *kind);
+/* smtpd_session_timeout_expired - the host's timer ran out: queues
+ * "421 4.4.2 <host> Error: timeout exceeded" and closes. */
+SMTPD_API int smtpd_session_timeout_expired(smtpd_session *s);
+/* smtpd_session_close - end the session with a 421 reply now (host
+ * shutdown, resource limits). text NULL: "Service shutting down". */
+SMTPD_API int smtpd_session_close(smtpd_session *s, const char *enh,
+                                  const char *text);
+
+/* smtpd_session_tls_established - the handshake that followed STARTTLS
+ * (or implicit TLS) succeeded. Forgets HELO, MAIL, RCPT and AUTH state
+ * (RFC 3207 4.2); with implicit TLS the greeting is queued now. */
+SMTPD_API int smtpd_session_tls_established(smtpd_session *s,
+                                            const smtpd_tls_info *info);
+
+/* ---- session state for logs and Received: lines ----------------------- */
+
+SMTPD_API const char *smtpd_session_hostname(const smtpd_session *s);
+SMTPD_API const char *smtpd_session_helo(const smtpd_session *s); /* NULL */
+SMTPD_API const char *smtpd_session_helo_safe(const smtpd_session *s);
+SMTPD_API int smtpd_session_is_esmtp(const smtpd_session *s);
+SMTPD_API const char *smtpd_session_client_addr(const smtpd_session *s);
+SMTPD_API const char *smtpd_session_client_rdns(const smtpd_session *s);
+/* NULL when the session is not encrypted. */
+SMTPD_API const smtpd_tls_info *smtpd_session_tls(const smtpd_session *s);
+/* NULL when not authenticated. */
+SMTPD_API const char *smtpd_session_auth_user(const smtpd_session *s);
+SMTPD_API const char *smtpd_session_auth_mechanism(const smtpd_session *s);
+/* Current transaction: sender (NULL before MAIL) and recipients. */
+SMTPD_API const char *smtpd_session_sender(const smtpd_session *s);
+SMTPD_API size_t smtpd_session_recipient_count(const smtpd_session *s);
+SMTPD_API const char *smtpd_session_recipient(const smtpd_session *s,
+                                              size_t i);
+/* smtpd_session_smtputf8 - the transaction asked for SMTPUTF8. */
+SMTPD_API int smtpd_session_smtputf8(const smtpd_session *s);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* smtpd_neuter - copy src into dst (cap > 0, always NUL-terminated),
+ * replacing controls, non-ASCII and ` <>()\\";@` with '?'. Returns the
+ * length src would need (snprintf style). */
+SMTPD_API size_t smtpd_neuter(char *dst, size_t cap, const char *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SMTPD_SMTPD_H */

@@ -1,0 +1,198 @@
+/*
+ * config.c - the shared, read-only session configuration.
+ *
+ *   smtpd_config_new, smtpd_config_del, smtpd_config_set_* / get_*
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const uint64_t default_limits[SMTPD_LIMIT_COUNT_] = {
+    [SMTPD_LIMIT_MESSAGE_SIZE] = 10240000,
+    [SMTPD_LIMIT_RECIPIENTS] = 1000,
+    [SMTPD_LIMIT_COMMAND_LINE] = 512,
+    [SMTPD_LIMIT_TEXT_LINE] = 1000,
+    [SMTPD_LIMIT_ERRORS] = 20,
+    [SMTPD_LIMIT_AUTH_FAILURES] = 3,
+    [SMTPD_LIMIT_AUTH_LINE] = 12288,
+    [SMTPD_LIMIT_OUTPUT] = 65536,
+};
+
+int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
+  smtpd_config *c;
+  if (!out)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (!mem)
+    mem = smtpd_i_default_mem();
+  c = smtpd_i_calloc(mem, 1, sizeof *c);
+  if (!c)
+    return SMTPD_ERR_NOMEM;
+  c->mem = *mem;
+  c->hostname = smtpd_i_strdup(mem, "localhost");
+  c->banner = smtpd_i_strdup(mem, "ESMTP");
+  if (!c->hostname || !c->banner) {
+    smtpd_config_del(c);
+    return SMTPD_ERR_NOMEM;
+  }
+  c->hostname_len = strlen(c->hostname);
+  memcpy(c->limits, default_limits, sizeof c->limits);
+  c->timeouts[SMTPD_TIMEOUT_COMMAND] = 300000;
+  c->timeouts[SMTPD_TIMEOUT_DATA] = 180000;
+  c->options[SMTPD_OPT_ENHANCEDSTATUSCODES] = 1;
+  c->options[SMTPD_OPT_PIPELINING] = 1;
+  c->options[SMTPD_OPT_8BITMIME] = 1;
+  c->options[SMTPD_OPT_SIZE] = 1;
+  c->options[SMTPD_OPT_VRFY] = 1;
+  *out = c;
+  return 0;
+}
+
+void smtpd_config_del(smtpd_config *c) {
+  size_t i;
+  if (!c)
+    return;
+  smtpd_i_free(&c->mem, c->hostname);
+  smtpd_i_free(&c->mem, c->banner);
+  for (i = 0; i < c->n_ehlo_extra; i++)
+    smtpd_i_free(&c->mem, c->ehlo_extra[i]);
+  smtpd_i_free(&c->mem, c);
+}
+
+/* Printable ASCII; spaces allowed only when `spaces`. */
+static int printable(const char *s, int spaces, size_t max) {
+  size_t n = 0;
+  for (; *s; s++, n++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch < 0x20 || ch > 0x7e || (ch == ' ' && !spaces) || n >= max)
+      return 0;
+  }
+  return 1;
+}
+
+static int replace_string(smtpd_config *c, char **slot, const char *v) {
+  char *d = smtpd_i_strdup(&c->mem, v);
+  if (!d)
+    return SMTPD_ERR_NOMEM;
+  smtpd_i_free(&c->mem, *slot);
+  *slot = d;
+  return 0;
+}
+
+int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
+  int rv;
+  if (!c || !name || !*name || !printable(name, 0, 255))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  rv = replace_string(c, &c->hostname, name);
+  if (rv == 0)
+    c->hostname_len = strlen(c->hostname);
+  return rv;
+}
+
+int smtpd_config_set_banner(smtpd_config *c, const char *text) {
+  if (!c || !text || !printable(text, 1, 400))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  return replace_string(c, &c->banner, text);
+}
+
+int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
+  if (!c || (unsigned)which >= SMTPD_LIMIT_COUNT_)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  switch (which) {
+  case SMTPD_LIMIT_COMMAND_LINE:
+    if (v < 512 || v > 65536)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
+  case SMTPD_LIMIT_AUTH_LINE:
+    if (v < 12288 || v > 1048576)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
+  case SMTPD_LIMIT_TEXT_LINE:
+    if (v < 1000)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
+  case SMTPD_LIMIT_RECIPIENTS:
+  case SMTPD_LIMIT_ERRORS:
+  case SMTPD_LIMIT_AUTH_FAILURES:
+    if (v < 1 || v > 1000000)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
+  case SMTPD_LIMIT_OUTPUT:
+    if (v < 1024)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
+  default:
+    break;
+  }
+  c->limits[which] = v;
+  return 0;
+}
+
+uint64_t smtpd_config_get_limit(const smtpd_config *c, smtpd_limit which) {
+  if (!c || (unsigned)which >= SMTPD_LIMIT_COUNT_)
+    return 0;
+  return c->limits[which];
+}
+
+int smtpd_config_set_timeout(smtpd_config *c, smtpd_timeout which,
+                             uint32_t ms) {
+  if (!c || which <= SMTPD_TIMEOUT_NONE || which >= SMTPD_TIMEOUT_COUNT_)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->timeouts[which] = ms;
+  return 0;
+}
+
+int smtpd_config_set_option(smtpd_config *c, smtpd_option opt, int on) {
+  if (!c || (unsigned)opt >= SMTPD_OPT_COUNT_)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->options[opt] = on ? 1 : 0;
+  return 0;
+}
+
+int smtpd_config_get_option(const smtpd_config *c, smtpd_option opt) {
+  if (!c || (unsigned)opt >= SMTPD_OPT_COUNT_)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  return c->options[opt];
+}
+
+int smtpd_config_set_line_ending(smtpd_config *c, smtpd_line_ending p) {
+  if (!c || (unsigned)p > SMTPD_LINE_ENDING_ACCEPT)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->line_ending = p;
+  return 0;
+}
+
+int smtpd_config_set_sync_policy(smtpd_config *c, smtpd_sync_policy p) {
+  if (!c || (unsigned)p > SMTPD_SYNC_ALLOW)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->sync = p;
+  return 0;
+}
+
+int smtpd_config_set_long_line(smtpd_config *c, smtpd_long_line p) {
+  if (!c || (unsigned)p > SMTPD_LONG_LINE_REJECT)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->long_line = p;
+  return 0;
+}
+
+int smtpd_config_add_ehlo_keyword(smtpd_config *c, const char *kw) {
+  char *d;
+  if (!c || !kw || !*kw || *kw == ' ' || !printable(kw, 1, 400))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (c->n_ehlo_extra >= SMTPD_I_MAX_EHLO_EXTRA)
+    return SMTPD_ERR_INVALID_STATE;
+  d = smtpd_i_strdup(&c->mem, kw);
+  if (!d)
+    return SMTPD_ERR_NOMEM;
+  c->ehlo_extra[c->n_ehlo_extra++] = d;
+  return 0;
+}
+
+int smtpd_config_set_sasl(smtpd_config *c, const smtpd_sasl_backend *b) {
+  if (!c || (b && (b->version != SMTPD_SASL_BACKEND_VERSION || !b->start ||
+                   !b->mechanisms || !b->dispose)))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  c->sasl = b;
+  return 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * util.c - allocator hook, error strings, version, name neutering.
+ *
+ *   smtpd_version, smtpd_strerror, smtpd_is_fatal, smtpd_neuter
+ *   smtpd_i_alloc/calloc/realloc/free/strdup, smtpd_i_default_mem
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void *libc_malloc(size_t n, void *ctx) { (void)ctx; return malloc(n); }
+static void libc_free(void *p, void *ctx) { (void)ctx; free(p); }
+static void *libc_calloc(size_t a, size_t b, void *ctx) {
+  (void)ctx;
+  return calloc(a, b);
+}
+static void *libc_realloc(void *p, size_t n, void *ctx) {
+  (void)ctx;
+  return realloc(p, n);
+}
+
+static const smtpd_mem libc_mem = {NULL, libc_malloc, libc_free, libc_calloc,
+                                   libc_realloc};
+
+const smtpd_mem *smtpd_i_default_mem(void) { return &libc_mem; }
+
+void *smtpd_i_alloc(const smtpd_mem *m, size_t n) {
+  return m->malloc(n ? n : 1, m->ctx);
+}
+void *smtpd_i_calloc(const smtpd_mem *m, size_t n, size_t size) {
+  return m->calloc(n ? n : 1, size ? size : 1, m->ctx);
+}
+void *smtpd_i_realloc(const smtpd_mem *m, void *p, size_t n) {
+  return m->realloc(p, n ? n : 1, m->ctx);
+}
+void smtpd_i_free(const smtpd_mem *m, void *p) {
+  if (p)
+    m->free(p, m->ctx);
+}
+char *smtpd_i_strdup(const smtpd_mem *m, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = smtpd_i_alloc(m, n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+const char *smtpd_version(int *num) {
+  if (num)
+    *num = SMTPD_VERSION_NUM;
+  return SMTPD_VERSION_STRING;
+}
+
+const char *smtpd_strerror(int err) {
+  switch (err) {
+#define SMTPD_ERROR_CASE_(name, value, text) \
+  case value:                                \
+    return text;
+    SMTPD_ERROR_TABLE(SMTPD_ERROR_CASE_)
+#undef SMTPD_ERROR_CASE_
+  default:
+    return "unknown error";
+  }
+}
+
+int smtpd_is_fatal(int err) { return err <= SMTPD_ERR_FATAL; }
+
+size_t smtpd_neuter(char *dst, size_t cap, const char *src) {
+  size_t n = 0;
+  if (!src)
+    src = "";
+  for (; src[n]; n++) {
+    unsigned char c = (unsigned char)src[n];
+    if (c < 0x21 || c > 0x7e || strchr("<>()\\\";@", c))
+      c = '?';
+    if (dst && n + 1 < cap)
+      dst[n] = (char)c;
+  }
+  if (dst && cap)
+    dst[n < cap ? n : cap - 1] = '\0';
+  return n;
+}
