@@ -1,0 +1,608 @@
+/*
+ * check_session.c - the session contract through the public API: split
+ * invariance, deferral, backpressure, reply validation, timeouts, zero-copy
+ * body delivery, allocation behaviour (counting and failing allocators),
+ * memory per idle session.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtpd/smtpd.h"
+
+/* ---- counting / failing allocator ------------------------------------ */
+
+typedef struct {
+  long allocs, frees, live;
+  long fail_at; /* fail the Nth allocation (1-based), 0 = never */
+  size_t bytes_live;
+} memstat;
+
+typedef struct {
+  size_t size;
+  size_t pad;
+} hdr;
+
+static void *m_malloc(size_t n, void *ctx) {
+  memstat *m = ctx;
+  hdr *h;
+  if (m->fail_at && ++m->allocs == m->fail_at)
+    return NULL;
+  if (!m->fail_at)
+    m->allocs++;
+  h = malloc(sizeof *h + n);
+  if (!h)
+    return NULL;
+  h->size = n;
+  m->live++;
+  m->bytes_live += n;
+  return h + 1;
+}
+static void m_free(void *p, void *ctx) {
+  memstat *m = ctx;
+  hdr *h;
+  if (!p)
+    return;
+  h = (hdr *)p - 1;
+  m->frees++;
+  m->live--;
+  m->bytes_live -= h->size;
+  free(h);
+}
+static void *m_calloc(size_t a, size_t b, void *ctx) {
+  void *p = m_malloc(a * b, ctx);
+  if (p)
+    memset(p, 0, a * b);
+  return p;
+}
+static void *m_realloc(void *p, size_t n, void *ctx) {
+  memstat *m = ctx;
+  void *q;
+  hdr *h;
+  if (!p)
+    return m_malloc(n, ctx);
+  h = (hdr *)p - 1;
+  q = m_malloc(n, ctx);
+  if (!q)
+    return NULL;
+  memcpy(q, p, h->size < n ? h->size : n);
+  m_free(p, m);
+  (void)m;
+  return q;
+}
+
+static smtpd_mem make_mem(memstat *st) {
+  smtpd_mem m;
+  m.ctx = st;
+  m.malloc = m_malloc;
+  m.free = m_free;
+  m.calloc = m_calloc;
+  m.realloc = m_realloc;
+  return m;
+}
+
+/* ---- a small host ----------------------------------------------------- */
+
+typedef struct {
+  char out[65536];
+  size_t outlen;
+  char body[65536];
+  size_t bodylen;
+  int defer_next;   /* defer the next decision */
+  int deferred;     /* count */
+  int notices[8];
+  int closes;
+  int chunk_outside; /* a body chunk pointed outside the fed buffer */
+  const uint8_t *feed_lo, *feed_hi;
+  int body_calls;
+  int completes;
+} host;
+
+static int decide(host *h) {
+  if (h->defer_next) {
+    h->defer_next = 0;
+    h->deferred++;
+    return SMTPD_DEFER;
+  }
+  return SMTPD_ACCEPT;
+}
+static int on_helo(smtpd_session *s, const smtpd_helo *x, void *ud) {
+  (void)s, (void)x;
+  return decide(ud);
+}
+static int on_mail(smtpd_session *s, const smtpd_mail *x, void *ud) {
+  (void)s, (void)x;
+  return decide(ud);
+}
+static int on_rcpt(smtpd_session *s, const smtpd_rcpt *x, void *ud) {
+  (void)s, (void)x;
+  return decide(ud);
+}
+static int on_data(smtpd_session *s, void *ud) {
+  (void)s;
+  return decide(ud);
+}
+static int on_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
+  host *h = ud;
+  (void)s, (void)m;
+  h->completes++;
+  return decide(ud);
+}
+static int on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
+  host *h = ud;
+  (void)s;
+  h->body_calls++;
+  if (n <= 2 && (!memcmp(d, "\r\n", n) || !memcmp(d, "\r", n)))
+    ; /* static CR / CRLF from the scanner */
+  else if (h->feed_lo && (d < h->feed_lo || d + n > h->feed_hi))
+    h->chunk_outside = 1;
+  if (h->bodylen + n <= sizeof h->body) {
+    memcpy(h->body + h->bodylen, d, n);
+    h->bodylen += n;
+  }
+  return SMTPD_ACCEPT;
+}
+static void on_notice(smtpd_session *s, const smtpd_notice *n, void *ud) {
+  host *h = ud;
+  (void)s;
+  if (n->type > 0 && n->type < 8)
+    h->notices[n->type]++;
+}
+static void on_close(smtpd_session *s, smtpd_close_reason r, void *ud) {
+  host *h = ud;
+  (void)s, (void)r;
+  h->closes++;
+}
+
+static smtpd_callbacks callbacks(void) {
+  smtpd_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.version = SMTPD_CALLBACKS_VERSION;
+  cb.on_helo = on_helo;
+  cb.on_mail = on_mail;
+  cb.on_rcpt = on_rcpt;
+  cb.on_data = on_data;
+  cb.on_data_complete = on_complete;
+  cb.on_body = on_body;
+  cb.on_notice = on_notice;
+  cb.on_close = on_close;
+  return cb;
+}
+
+static void drain(smtpd_session *s, host *h) {
+  const uint8_t *p;
+  size_t n = smtpd_session_output(s, &p);
+  if (n && h->outlen + n <= sizeof h->out) {
+    memcpy(h->out + h->outlen, p, n);
+    h->outlen += n;
+  }
+  smtpd_session_consume(s, n);
+}
+
+/* Feed everything, resuming deferred decisions with ACCEPT; returns 0 or
+ * a negative error. Output is drained only between "packets" (pieces of
+ * `text` separated by '|'), like a client that waits for replies. */
+static int converse(smtpd_session *s, host *h, const char *text,
+                    size_t step) {
+  const char *p = text;
+  drain(s, h);
+  while (*p) {
+    const char *bar = strchr(p, '|');
+    size_t plen = bar ? (size_t)(bar - p) : strlen(p), off = 0;
+    while (off < plen) {
+      size_t n = step && step < plen - off ? step : plen - off;
+      ptrdiff_t took;
+      h->feed_lo = (const uint8_t *)p + off;
+      h->feed_hi = h->feed_lo + n;
+      took = smtpd_session_feed(s, p + off, n);
+      if (took < 0)
+        return (int)took;
+      off += (size_t)took;
+      if ((size_t)took < n) {
+        if (smtpd_session_is_paused(s)) {
+          smtpd_session_resume(s, SMTPD_ACCEPT);
+        } else if (smtpd_session_is_closing(s)) {
+          break;
+        } else {
+          drain(s, h); /* output over the limit */
+        }
+      }
+      if (smtpd_session_is_paused(s))
+        smtpd_session_resume(s, SMTPD_ACCEPT);
+    }
+    drain(s, h);
+    p += plen + (bar ? 1 : 0);
+  }
+  return 0;
+}
+
+static const char *transaction =
+    "EHLO client.example\r\n|MAIL FROM:<a@example.org>\r\n"
+    "RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n|DATA\r\n|"
+    "Subject: test\r\n\r\n..leading dot\r\nbody line\r\n.\r\n|";
+
+START_TEST(test_split_invariance) {
+  char ref_out[65536], ref_body[65536];
+  size_t ref_outlen = 0, ref_bodylen = 0, step;
+  smtpd_config *c;
+  smtpd_callbacks cb = callbacks();
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  for (step = 0; step <= 23; step++) {
+    smtpd_session *s;
+    host *h = calloc(1, sizeof *h);
+    ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+    ck_assert_int_eq(smtpd_session_start(s), 0);
+    ck_assert_int_eq(converse(s, h, transaction, step), 0);
+    ck_assert_int_eq(converse(s, h, "QUIT\r\n", step), 0);
+    if (step == 0) {
+      memcpy(ref_out, h->out, h->outlen);
+      ref_outlen = h->outlen;
+      memcpy(ref_body, h->body, h->bodylen);
+      ref_bodylen = h->bodylen;
+      ck_assert(strstr(h->out, "250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n"));
+      ck_assert_int_eq(ref_bodylen, strlen("Subject: test\r\n\r\n.leading dot\r\nbody line\r\n"));
+      ck_assert(!memcmp(ref_body, "Subject: test\r\n\r\n.leading dot\r\nbody line\r\n", ref_bodylen));
+    } else {
+      ck_assert_uint_eq(h->outlen, ref_outlen);
+      ck_assert(!memcmp(h->out, ref_out, ref_outlen));
+      ck_assert_uint_eq(h->bodylen, ref_bodylen);
+      ck_assert(!memcmp(h->body, ref_body, ref_bodylen));
+    }
+    ck_assert_int_eq(h->chunk_outside, 0);
+    ck_assert_int_eq(smtpd_session_want_read(s), 0);
+    ck_assert_int_eq(smtpd_session_want_write(s), 0);
+    smtpd_session_del(s);
+    free(h);
+  }
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* Each decision deferred once: feeding stops at the command, nothing is
+ * answered until resume, and the end result is the same. */
+START_TEST(test_deferral_every_decision) {
+  smtpd_config *c;
+  smtpd_callbacks cb = callbacks();
+  smtpd_session *s;
+  host h;
+  const char *cmds[] = {"EHLO x\r\n", "MAIL FROM:<a@b.example>\r\n",
+                        "RCPT TO:<c@d.example>\r\n", "DATA\r\n",
+                        "hello\r\n.\r\n"};
+  const char *replies[] = {"250-localhost", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                           "354 ", "250 2.0.0 Ok: queued"};
+  size_t i;
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  drain(s, &h);
+  for (i = 0; i < 5; i++) {
+    const uint8_t *p;
+    char twice[128];
+    ptrdiff_t took;
+    size_t len;
+    /* the command plus the start of a pipelined NOOP that must stay unread */
+    snprintf(twice, sizeof twice, "%sNOOP\r\n", cmds[i]);
+    len = strlen(cmds[i]);
+    h.defer_next = 1;
+    took = smtpd_session_feed(s, twice, strlen(twice));
+    ck_assert_int_eq(took, (ptrdiff_t)len);
+    ck_assert(smtpd_session_is_paused(s));
+    ck_assert_int_eq(smtpd_session_want_read(s), 0);
+    ck_assert_uint_eq(smtpd_session_output(s, &p), 0);
+    ck_assert_int_eq(smtpd_session_feed(s, "NOOP\r\n", 6), 0);
+    ck_assert_int_eq(smtpd_session_resume(s, SMTPD_ACCEPT), 0);
+    ck_assert(!smtpd_session_is_paused(s));
+    ck_assert_int_eq(smtpd_session_resume(s, SMTPD_ACCEPT),
+                     SMTPD_ERR_INVALID_STATE);
+    h.outlen = 0;
+    drain(s, &h);
+    h.out[h.outlen] = '\0';
+    ck_assert_msg(!strncmp(h.out, replies[i], strlen(replies[i])),
+                  "step %zu got %s", i, h.out);
+  }
+  ck_assert_int_eq(h.deferred, 5);
+  ck_assert_int_eq(h.completes, 1);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+}
+END_TEST
+
+static int reject_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud) {
+  (void)ud;
+  if (!strcmp(r->address, "bad@example.org")) {
+    ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", "No such\r\nuser"),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(smtpd_session_set_reply(s, 550, "4.1.1", "x"),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(smtpd_session_set_reply(s, 199, NULL, "x"),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(smtpd_session_set_reply(s, 354, NULL, "x"),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1",
+                                             "<bad@example.org>: no such user"),
+                     0);
+    return SMTPD_REJECT;
+  }
+  if (!strcmp(r->address, "multi@example.org")) {
+    const char *lines[] = {"first", "second"};
+    ck_assert_int_eq(smtpd_session_set_reply_lines(s, 451, "4.3.0", lines, 2),
+                     0);
+    return SMTPD_TEMPFAIL;
+  }
+  return SMTPD_ACCEPT;
+}
+
+START_TEST(test_host_replies) {
+  smtpd_config *c;
+  smtpd_callbacks cb = callbacks();
+  smtpd_session *s;
+  host h;
+  memset(&h, 0, sizeof h);
+  cb.on_rcpt = reject_rcpt;
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  /* outside a decision, set_reply is refused */
+  ck_assert_int_eq(smtpd_session_set_reply(s, 250, NULL, "x"),
+                   SMTPD_ERR_INVALID_STATE);
+  ck_assert_int_eq(converse(s, &h,
+                            "EHLO x\r\n|MAIL FROM:<>\r\n|RCPT TO:<bad@example.org>\r\n|"
+                            "RCPT TO:<multi@example.org>\r\n|",
+                            0),
+                   0);
+  h.out[h.outlen] = '\0';
+  ck_assert_msg(strstr(h.out, "250 2.1.0 Ok\r\n"
+                              "550 5.1.1 <bad@example.org>: no such user\r\n"
+                              "451-4.3.0 first\r\n451 4.3.0 second\r\n"),
+                "%s", h.out);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* A client that never reads: the session stops taking input once its
+ * queued output passes SMTPD_LIMIT_OUTPUT, and memory stays bounded. */
+START_TEST(test_output_backpressure) {
+  memstat st;
+  smtpd_mem m;
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb = callbacks();
+  host h;
+  char buf[6000];
+  size_t i, total = 0;
+  memset(&st, 0, sizeof st);
+  memset(&h, 0, sizeof h);
+  m = make_mem(&st);
+  for (i = 0; i + 6 <= sizeof buf; i += 6)
+    memcpy(buf + i, "NOOP\r\n", 6);
+  ck_assert_int_eq(smtpd_config_new(&c, &m), 0);
+  ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_OUTPUT, 4096), 0);
+  ck_assert_int_eq(smtpd_config_set_sync_policy(c, SMTPD_SYNC_ALLOW), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  for (i = 0; i < 100; i++) {
+    ptrdiff_t took = smtpd_session_feed(s, buf, sizeof buf);
+    ck_assert_int_ge(took, 0);
+    total += (size_t)took;
+    if (took == 0)
+      break;
+  }
+  ck_assert_int_eq(smtpd_session_want_read(s), 0);
+  ck_assert_int_eq(smtpd_session_want_write(s), 1);
+  ck_assert_uint_lt(total, 6000);
+  ck_assert_uint_lt(st.bytes_live, 16384);
+  drain(s, &h);
+  ck_assert_int_eq(smtpd_session_want_read(s), 1);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  ck_assert_int_eq(st.live, 0);
+}
+END_TEST
+
+START_TEST(test_timeouts) {
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb = callbacks();
+  smtpd_timeout k;
+  host h;
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_config_set_hostname(c, "mx.example"), 0);
+  ck_assert_int_eq(smtpd_config_set_timeout(c, SMTPD_TIMEOUT_DATA, 1234), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  ck_assert_uint_eq(smtpd_session_timeout(s, &k), 300000);
+  ck_assert_int_eq(k, SMTPD_TIMEOUT_COMMAND);
+  ck_assert_int_eq(converse(s, &h, "EHLO x\r\n|MAIL FROM:<a@b.example>\r\n|"
+                                   "RCPT TO:<c@d.example>\r\n|DATA\r\n|part\r\n",
+                            0),
+                   0);
+  ck_assert_uint_eq(smtpd_session_timeout(s, &k), 1234);
+  ck_assert_int_eq(k, SMTPD_TIMEOUT_DATA);
+  h.outlen = 0;
+  ck_assert_int_eq(smtpd_session_timeout_expired(s), 0);
+  drain(s, &h);
+  h.out[h.outlen] = '\0';
+  ck_assert_str_eq(h.out, "421 4.4.2 mx.example Error: timeout exceeded\r\n");
+  ck_assert_int_eq(h.notices[SMTPD_NOTICE_MESSAGE_ABORTED], 1);
+  ck_assert_int_eq(h.closes, 1);
+  /* the rest of the body can never be read as commands */
+  ck_assert_int_eq(smtpd_session_feed(s, ".\r\nMAIL FROM:<x@y.z>\r\n", 22), 22);
+  ck_assert_uint_eq(smtpd_session_output(s, NULL), 0);
+  ck_assert_int_eq(h.completes, 0);
+  ck_assert_int_eq(smtpd_session_want_read(s), 0);
+  ck_assert_int_eq(smtpd_session_want_write(s), 0);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* After a warm-up transaction, 200 more allocate nothing. */
+START_TEST(test_no_allocation_steady_state) {
+  memstat st;
+  smtpd_mem m;
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb = callbacks();
+  host *h = calloc(1, sizeof *h);
+  long before;
+  int i;
+  const char *tx = "MAIL FROM:<a@example.org>\r\n|RCPT TO:<b@example.org>\r\n|"
+                   "DATA\r\n|Subject: x\r\n\r\nhello\r\n.\r\n|";
+  memset(&st, 0, sizeof st);
+  m = make_mem(&st);
+  ck_assert_int_eq(smtpd_config_new(&c, &m), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  ck_assert_int_eq(converse(s, h, "EHLO client.example\r\n|", 0), 0);
+  ck_assert_int_eq(converse(s, h, tx, 0), 0);
+  before = st.allocs;
+  for (i = 0; i < 200; i++) {
+    h->outlen = 0;
+    h->bodylen = 0;
+    ck_assert_int_eq(converse(s, h, tx, 0), 0);
+  }
+  ck_assert_int_eq(st.allocs - before, 0);
+  ck_assert_int_eq(h->completes, 201);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  ck_assert_int_eq(st.live, 0);
+  free(h);
+}
+END_TEST
+
+/* Engine memory of an idle session after the greeting and EHLO. */
+START_TEST(test_idle_memory) {
+  memstat st;
+  smtpd_mem m;
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb = callbacks();
+  host *h = calloc(1, sizeof *h);
+  size_t base;
+  memset(&st, 0, sizeof st);
+  m = make_mem(&st);
+  ck_assert_int_eq(smtpd_config_new(&c, &m), 0);
+  base = st.bytes_live;
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  ck_assert_int_eq(converse(s, h, "EHLO client.example\r\n|", 0), 0);
+  /* engine state + 512-octet line buffer + output buffer + HELO name */
+  fprintf(stderr, "idle session: %zu bytes (line buffer 513)\n",
+          st.bytes_live - base);
+  ck_assert_uint_lt(st.bytes_live - base - 513, 1024 + 256);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  free(h);
+}
+END_TEST
+
+/* Every allocation failure ends in a clean error and no leak. */
+START_TEST(test_failing_allocator) {
+  long n;
+  int saw_success = 0;
+  for (n = 1; n < 200 && !saw_success; n++) {
+    memstat st;
+    smtpd_mem m;
+    smtpd_config *c = NULL;
+    smtpd_session *s = NULL;
+    smtpd_callbacks cb = callbacks();
+    host *h = calloc(1, sizeof *h);
+    int rv;
+    memset(&st, 0, sizeof st);
+    st.fail_at = n;
+    m = make_mem(&st);
+    rv = smtpd_config_new(&c, &m);
+    if (rv == 0)
+      rv = smtpd_session_new(&s, c, &cb, h);
+    if (rv == 0)
+      rv = smtpd_session_start(s);
+    if (rv == 0)
+      rv = converse(s, h,
+                    "EHLO client.example\r\n|MAIL FROM:<a@example.org>\r\n|"
+                    "RCPT TO:<b@example.org>\r\n|RCPT TO:<c@example.org>\r\n|"
+                    "DATA\r\n|x\r\n.\r\n|QUIT\r\n",
+                    0);
+    if (rv == 0 && h->completes == 1)
+      saw_success = 1;
+    else
+      ck_assert_msg(rv == SMTPD_ERR_NOMEM || rv == 0, "n=%ld rv=%d", n, rv);
+    if (rv == SMTPD_ERR_NOMEM && s) {
+      ck_assert(smtpd_is_fatal(rv));
+      ck_assert_int_eq(smtpd_session_want_read(s), 0);
+      ck_assert_int_lt(smtpd_session_feed(s, "NOOP\r\n", 6), 0);
+    }
+    smtpd_session_del(s);
+    smtpd_config_del(c);
+    ck_assert_msg(st.live == 0, "leak after failing allocation %ld", n);
+    free(h);
+  }
+  ck_assert(saw_success);
+}
+END_TEST
+
+START_TEST(test_api_errors) {
+  smtpd_config *c;
+  smtpd_session *s = (smtpd_session *)0x1;
+  smtpd_callbacks cb = callbacks();
+  int num;
+  ck_assert_str_eq(smtpd_version(&num), SMTPD_VERSION_STRING);
+  ck_assert_int_eq(num, SMTPD_VERSION_NUM);
+  ck_assert_str_eq(smtpd_strerror(SMTPD_ERR_NOMEM), "out of memory");
+  ck_assert(smtpd_is_fatal(SMTPD_ERR_NOMEM));
+  ck_assert(!smtpd_is_fatal(SMTPD_ERR_INVALID_STATE));
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_config_set_hostname(c, "bad host"),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_config_set_hostname(c, "a\r\nb"),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_COMMAND_LINE, 100),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_config_add_ehlo_keyword(c, "DSN\r\n250 X"),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  cb.version = 99;
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, NULL),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_eq(s, (smtpd_session *)0x1); /* untouched on failure */
+  ck_assert_int_eq(smtpd_session_new(&s, c, NULL, NULL), 0);
+  ck_assert_int_eq(smtpd_session_feed(s, "x", 1), SMTPD_ERR_INVALID_STATE);
+  ck_assert_int_eq(smtpd_session_resume(s, SMTPD_ACCEPT),
+                   SMTPD_ERR_INVALID_STATE);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  ck_assert_int_eq(smtpd_session_start(s), SMTPD_ERR_INVALID_STATE);
+  ck_assert_int_eq(smtpd_session_consume(s, 1000), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_session_del(s);
+  smtpd_session_del(NULL);
+  smtpd_config_del(c);
+  smtpd_config_del(NULL);
+}
+END_TEST
+
+static Suite *session_suite(void) {
+  Suite *s = suite_create("session");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_split_invariance);
+  tcase_add_test(tc, test_deferral_every_decision);
+  tcase_add_test(tc, test_host_replies);
+  tcase_add_test(tc, test_output_backpressure);
+  tcase_add_test(tc, test_timeouts);
+  tcase_add_test(tc, test_no_allocation_steady_state);
+  tcase_add_test(tc, test_idle_memory);
+  tcase_add_test(tc, test_failing_allocator);
+  tcase_add_test(tc, test_api_errors);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(session_suite());
+  int failed;
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
