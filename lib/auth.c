@@ -87,7 +87,7 @@ static void end_exchange(smtpd_session *s) {
   s->state = ST_CMD;
 }
 
-static void failed(smtpd_session *s, const char *reason) {
+static void failed(smtpd_session *s, const char *reason, const char *who) {
   char text[200], safe[120];
   const char *pre = "Error: authentication failed: ";
   size_t k;
@@ -98,7 +98,7 @@ static void failed(smtpd_session *s, const char *reason) {
   memcpy(text, pre, k);
   memcpy(text + k, safe, strlen(safe) + 1);
   smtpd_i_reply(s, 535, "5.7.8", text);
-  fire(s, 0, NULL, NULL, safe, 535);
+  fire(s, 0, who && !has_controls(who) ? who : NULL, NULL, safe, 535);
   end_exchange(s);
   if (++s->auth_failures >= s->cfg->limits[SMTPD_LIMIT_AUTH_FAILURES]) {
     smtpd_i_reply_host(s, 421, "4.7.0",
@@ -139,7 +139,7 @@ static void handle(smtpd_session *s, int st, const smtpd_sasl_out *out) {
     char *user;
     if (!out->authcid || !*out->authcid || strlen(out->authcid) > 255 ||
         has_controls(out->authcid) || has_controls(out->authzid)) {
-      failed(s, "invalid identity");
+      failed(s, "invalid identity", NULL);
       return;
     }
     user = smtpd_i_strdup(&s->cfg->mem, out->authcid);
@@ -159,7 +159,7 @@ static void handle(smtpd_session *s, int st, const smtpd_sasl_out *out) {
     challenge(s, out);
     return;
   case SMTPD_SASL_FAIL:
-    failed(s, out->reason);
+    failed(s, out->reason, out->authcid);
     return;
   case SMTPD_SASL_NOMECH:
     end_exchange(s);
@@ -196,6 +196,13 @@ static void handle(smtpd_session *s, int st, const smtpd_sasl_out *out) {
   }
 }
 
+/* Zero n octets in a way the compiler keeps. */
+static void wipe(char *p, size_t n) {
+  volatile char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
 static int mech_char(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
          (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -206,7 +213,7 @@ void smtpd_i_auth_command(smtpd_session *s, char *arg) {
   smtpd_sasl_channel ch;
   smtpd_sasl_out out;
   char *mech, *resp = NULL;
-  size_t ml = 0;
+  size_t ml = 0, enc_len = 0;
   long rl = 0;
   int has_resp = 0, st;
   void *exch = NULL;
@@ -255,6 +262,7 @@ void smtpd_i_auth_command(smtpd_session *s, char *arg) {
     s->sasl_mech[ml] = '\0';
   }
   if (resp) {
+    enc_len = strlen(resp);
     has_resp = 1;
     if (!strcmp(resp, "="))
       rl = 0;
@@ -270,6 +278,8 @@ void smtpd_i_auth_command(smtpd_session *s, char *arg) {
   st = b->start(b->ctx, s, &ch, s->sasl_mech, (const uint8_t *)resp,
                 (size_t)rl, has_resp, &exch, &out);
   s->sasl_exch = exch;
+  if (resp)
+    wipe(resp, enc_len);
   handle(s, st, &out);
 }
 
@@ -277,6 +287,7 @@ void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len) {
   const smtpd_sasl_backend *b = s->cfg->sasl;
   smtpd_sasl_out out;
   long n;
+  int st;
   if (len == 1 && line[0] == '*') {
     smtpd_i_reply(s, 501, "5.7.0", "Authentication aborted");
     fire(s, 0, NULL, NULL, "aborted", 501);
@@ -296,8 +307,9 @@ void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len) {
     return;
   }
   memset(&out, 0, sizeof out);
-  handle(s, b->step(s->sasl_exch, (const uint8_t *)line, (size_t)n, &out),
-         &out);
+  st = b->step(s->sasl_exch, (const uint8_t *)line, (size_t)n, &out);
+  wipe(line, s->line_len); /* credentials must not linger in the buffer */
+  handle(s, st, &out);
 }
 
 void smtpd_i_auth_resume(smtpd_session *s, int verdict) {

@@ -313,6 +313,10 @@ void smtpd_i_apply(smtpd_session *s, smtpd_i_pending kind, int v) {
   int code, accepted;
   if (v != SMTPD_ACCEPT && v != SMTPD_REJECT)
     v = SMTPD_TEMPFAIL;
+  /* a host reply that contradicts the verdict is ignored: the verdict
+   * decides, so a REJECT can never turn into an accepted command */
+  if (s->reply_set && (s->reply_code < 400) != (v == SMTPD_ACCEPT))
+    s->reply_set = 0;
   if (s->reply_set) {
     code = s->reply_code;
     accepted = code < 400;
@@ -765,7 +769,8 @@ void smtpd_i_end_of_data(smtpd_session *s) {
   }
   if (s->doom != DOOM_NONE) {
     if (s->doom != DOOM_HOST_REJECT && s->doom != DOOM_HOST_TEMPFAIL)
-      smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 550, 0);
+      smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR,
+                     s->doom == DOOM_SIZE ? 552 : 550, 0);
     s->doom = DOOM_NONE;
     smtpd_i_reset_transaction(s);
     return;
@@ -1204,7 +1209,8 @@ static size_t out_pending(const smtpd_session *s) { return s->out_len; }
 
 /* Input arrived while a reply that must be seen first is still unwritten. */
 static int sync_violation(smtpd_session *s) {
-  smtpd_i_notice(s, SMTPD_NOTICE_SYNC_VIOLATION, 0, 0);
+  smtpd_i_notice(s, SMTPD_NOTICE_SYNC_VIOLATION,
+                 s->cfg->sync == SMTPD_SYNC_REJECT ? 554 : 0, 0);
   s->sync_mark = 0;
   if (s->cfg->sync == SMTPD_SYNC_REJECT) {
     smtpd_i_reply(s, 554, "5.5.0", "Error: SMTP protocol synchronization");
