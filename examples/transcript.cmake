@@ -1,0 +1,6 @@
+# smtpd-transcript: runs canned SMTP conversations (tests/transcripts/*.txt
+# or your own) against the engine and prints a diff for the first mismatch.
+add_executable(smtpd-transcript ${CMAKE_CURRENT_LIST_DIR}/smtpd-transcript.c)
+target_compile_options(smtpd-transcript PRIVATE ${SMTPD_WARNINGS})
+target_link_libraries(smtpd-transcript PRIVATE smtpd_static)
+install(TARGETS smtpd-transcript RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

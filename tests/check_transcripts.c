@@ -1,0 +1,467 @@
+/*
+ * check_transcripts.c - runs every tests/transcripts/NAME.txt against the
+ * engine, whole and split one byte at a time, and tests the transcript
+ * driver itself (so it cannot pass everything): wrong transcripts are
+ * mismatches at the right line, malformed ones are clear errors, and a
+ * failing allocator gives clean errors without leaks.
+ *
+ *   run_all          every transcript file with one split
+ *   run_text         an inline transcript
+ *   transcripts_suite
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtpd/transcript.h"
+
+#ifndef SMTPD_TRANSCRIPT_DIR
+#error "SMTPD_TRANSCRIPT_DIR must be defined"
+#endif
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* run_all - every *.txt with the given split; returns files run, and
+ * prints each failure. */
+static int run_all(smtpd_transcript_split split, int *failures) {
+  DIR *d = opendir(SMTPD_TRANSCRIPT_DIR);
+  struct dirent *e;
+  char *names[1024];
+  int n = 0, i;
+  *failures = 0;
+  ck_assert_msg(d != NULL, "cannot open %s", SMTPD_TRANSCRIPT_DIR);
+  while ((e = readdir(d)) != NULL && n < 1024) {
+    size_t len = strlen(e->d_name);
+    if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
+    {
+      names[n] = malloc(len + 1);
+      ck_assert_ptr_nonnull(names[n]);
+      memcpy(names[n++], e->d_name, len + 1);
+    }
+  }
+  closedir(d);
+  qsort(names, (size_t)n, sizeof names[0], cmp_names);
+  for (i = 0; i < n; i++) {
+    char path[4096];
+    smtpd_transcript_opts opts;
+    smtpd_transcript_result res;
+    int rc;
+    snprintf(path, sizeof path, "%s/%s", SMTPD_TRANSCRIPT_DIR, names[i]);
+    smtpd_transcript_opts_default(&opts);
+    opts.split = split;
+    opts.chunk = 7;
+    rc = smtpd_transcript_run_file(path, &opts, &res);
+    if (rc != SMTPD_OK) {
+      (*failures)++;
+      fprintf(stderr, "FAIL %s:%u (split %s): %s\n  - %s\n  + %s\n",
+              names[i], res.line, res.split, res.message, res.expected,
+              res.actual);
+    }
+    ck_assert_int_eq(res.status, rc);
+    free(names[i]);
+  }
+  return n;
+}
+
+START_TEST(test_all_whole) {
+  int failures, n = run_all(SMTPD_TRANSCRIPT_SPLIT_WHOLE, &failures);
+  ck_assert_int_ge(n, 70);
+  ck_assert_msg(failures == 0, "%d of %d transcripts failed (whole)",
+                failures, n);
+}
+END_TEST
+
+START_TEST(test_all_bytewise) {
+  int failures, n = run_all(SMTPD_TRANSCRIPT_SPLIT_BYTE, &failures);
+  ck_assert_int_ge(n, 70);
+  ck_assert_msg(failures == 0, "%d of %d transcripts failed (byte split)",
+                failures, n);
+}
+END_TEST
+
+START_TEST(test_all_chunk7) {
+  int failures, n = run_all(SMTPD_TRANSCRIPT_SPLIT_CHUNK, &failures);
+  ck_assert_int_ge(n, 70);
+  ck_assert_msg(failures == 0, "%d of %d transcripts failed (7-byte split)",
+                failures, n);
+}
+END_TEST
+
+static int run_text(const char *text, smtpd_transcript_split split,
+                    smtpd_transcript_result *res) {
+  smtpd_transcript_opts opts;
+  smtpd_transcript_opts_default(&opts);
+  opts.split = split;
+  opts.chunk = 7;
+  return smtpd_transcript_run_buffer(text, strlen(text), &opts, res);
+}
+
+#define HDR "@hostname mx.example\nS: 220 mx.example ESMTP\n"
+
+static const char good[] =
+    HDR "C: HELO client.example\n"
+        "S: 250 mx.example\n"
+        "E: helo client.example\n"
+        "C: MAIL FROM:<a@b.example>\n"
+        "S: 250 2.1.0 Ok\n"
+        "C: QUIT\n"
+        "S: 221 2.0.0 Bye\n"
+        "CLOSED\n";
+
+START_TEST(test_good_inline) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(run_text(good, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_OK);
+  ck_assert_int_eq(res.passed, 1);
+  ck_assert_str_eq(res.split, "whole");
+  ck_assert_int_eq(run_text(good, SMTPD_TRANSCRIPT_SPLIT_BYTE, &res),
+                   SMTPD_OK);
+  ck_assert_str_eq(res.split, "byte");
+}
+END_TEST
+
+/* A wrong reply is a mismatch at its line, with both texts. */
+START_TEST(test_wrong_reply_line) {
+  static const char text[] =
+      HDR "C: HELO client.example\n"      /* 3 */
+          "S: 250 mx.example\n"           /* 4 */
+          "C: MAIL FROM:<a@b.example>\n"  /* 5 */
+          "S: 250 2.1.5 Ok\n";            /* 6: wrong, 2.1.0 */
+  smtpd_transcript_result res;
+  int s;
+  for (s = 0; s < 3; s++) {
+    int rc = run_text(text, (smtpd_transcript_split)s, &res);
+    ck_assert_int_eq(rc, SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_int_eq(res.passed, 0);
+    ck_assert_uint_eq(res.line, 6);
+    ck_assert_str_eq(res.expected, "S: 250 2.1.5 Ok");
+    ck_assert_str_eq(res.actual, "S: 250 2.1.0 Ok");
+    ck_assert_ptr_nonnull(strstr(res.message, "differs"));
+  }
+}
+END_TEST
+
+START_TEST(test_missing_and_extra_output) {
+  smtpd_transcript_result res;
+  /* the server says more than written */
+  ck_assert_int_eq(run_text(HDR "C: RSET\nC: RSET\nS: 250 2.0.0 Ok\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  ck_assert_str_eq(res.actual, "S: 250 2.0.0 Ok");
+  /* the server says less than written */
+  ck_assert_int_eq(run_text(HDR "C: NOOP\nS: 250 2.0.0 Ok\nS: 250 again\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  ck_assert_str_eq(res.actual, "(nothing)");
+  /* NOTHING while there is output */
+  ck_assert_int_eq(run_text(HDR "C: NOOP\nNOTHING\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 4);
+  /* output left unchecked at the end */
+  ck_assert_int_eq(run_text(HDR "C: NOOP\n", SMTPD_TRANSCRIPT_SPLIT_BYTE,
+                            &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 3);
+  /* the greeting must be written too */
+  ck_assert_int_eq(run_text("C: NOOP\nS: 250 2.0.0 Ok\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 2);
+}
+END_TEST
+
+START_TEST(test_escaped_actual) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(run_text(HDR "C: NOOP\nS: 250 2.0.0 Ok\\r\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_str_eq(res.expected, "S: 250 2.0.0 Ok\\r");
+  ck_assert_str_eq(res.actual, "S: 250 2.0.0 Ok");
+}
+END_TEST
+
+START_TEST(test_events_checked) {
+  smtpd_transcript_result res;
+  /* an event that did not fire */
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\nE: ehlo x\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  ck_assert_ptr_nonnull(strstr(res.actual, "helo x"));
+  /* an event that must not fire */
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\nE! helo\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  /* order matters */
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\n"
+                                "C: MAIL FROM:<a@b.example>\nC: RSET\n"
+                                "S: 250 2.1.0 Ok\nS: 250 2.0.0 Ok\n"
+                                "E: rset\nE: mail <a@b.example>\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 10);
+  /* word prefix, not string prefix */
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\nE: hel\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\nE: helo\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_OK);
+}
+END_TEST
+
+static const char body_hdr[] =
+    HDR "C: HELO x\nS: 250 mx.example\n"
+        "C: MAIL FROM:<a@b.example>\nS: 250 2.1.0 Ok\n"
+        "C: RCPT TO:<c@d.example>\nS: 250 2.1.5 Ok\n"
+        "C: DATA\nS: 354 End data with <CR><LF>.<CR><LF>\n" /* line 10 */
+        "C: one\nC: ..two\nC: .\nS: 250 2.0.0 Ok: queued\n"; /* 11-14 */
+
+START_TEST(test_body_checked) {
+  smtpd_transcript_result res;
+  char text[1024];
+  snprintf(text, sizeof text, "%sB: one\nB: .two\n", body_hdr);
+  ck_assert_int_eq(run_text(text, SMTPD_TRANSCRIPT_SPLIT_BYTE, &res),
+                   SMTPD_OK);
+  snprintf(text, sizeof text, "%sB: one\nB: ..two\n", body_hdr);
+  ck_assert_int_eq(run_text(text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 16);
+  ck_assert_str_eq(res.actual, "B~ .two\\r\\n");
+  snprintf(text, sizeof text, "%sB: one\n", body_hdr);
+  ck_assert_int_eq(run_text(text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 15);
+  ck_assert_ptr_nonnull(strstr(res.message, "more data"));
+}
+END_TEST
+
+START_TEST(test_closed_checked) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(run_text(HDR "C: NOOP\nS: 250 2.0.0 Ok\nCLOSED\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  ck_assert_int_eq(run_text(HDR "C: QUIT\nS: 221 2.0.0 Bye\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 4);
+}
+END_TEST
+
+START_TEST(test_decisions) {
+  smtpd_transcript_result res;
+  /* a decision never used is reported at its line */
+  ck_assert_int_eq(run_text(HDR "@on rcpt reject\nC: NOOP\nS: 250 2.0.0 Ok\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 3);
+  /* a held defer never resumed */
+  ck_assert_int_eq(run_text(HDR "@on helo defer\nC: HELO x\nNOTHING\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 3);
+  /* resume with nothing deferred */
+  ck_assert_int_eq(run_text(HDR "!resume accept\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 3);
+  /* the host's reply text reaches the client */
+  ck_assert_int_eq(run_text(HDR "C: HELO x\nS: 250 mx.example\n"
+                                "@on mail reject 550 5.7.1 Go away\n"
+                                "C: MAIL FROM:<a@b.example>\n"
+                                "S: 550 5.7.1 Go away\n",
+                            SMTPD_TRANSCRIPT_SPLIT_BYTE, &res),
+                   SMTPD_OK);
+}
+END_TEST
+
+START_TEST(test_pinned_split) {
+  smtpd_transcript_result res;
+  smtpd_transcript_opts opts;
+  static const char text[] = "@split 3\n" HDR "C: NOOP\nS: 250 2.0.0 Ok\n";
+  ck_assert_int_eq(run_text(text, SMTPD_TRANSCRIPT_SPLIT_BYTE, &res),
+                   SMTPD_OK);
+  ck_assert_str_eq(res.split, "3");
+  smtpd_transcript_opts_default(&opts);
+  opts.split = SMTPD_TRANSCRIPT_SPLIT_BYTE;
+  opts.ignore_pinned_split = 1;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                               &res),
+                   SMTPD_OK);
+  ck_assert_str_eq(res.split, "byte");
+}
+END_TEST
+
+/* Malformed transcripts: a clear error with the line, nothing run. */
+START_TEST(test_malformed) {
+  static const struct {
+    const char *text;
+    unsigned line;
+    const char *needle;
+  } cases[] = {
+      {"@hostname mx\n@frobnicate yes\n", 2, "unknown directive"},
+      {"S: 220 x\nC: HELO \\q\n", 2, "unknown escape"},
+      {"C: \\x4\n", 1, "hex"},
+      {"C: \\{0:a}\n", 1, "\\{N:chars}"},
+      {"C: \\{3:}\n", 1, "\\{N:chars}"},
+      {"C: abc\\\n", 1, "backslash"},
+      {"S: 220 x\n@hostname late.example\n", 2, "before the conversation"},
+      {"Q: what\n", 1, "unknown tag"},
+      {"S:220\n", 1, "space must follow"},
+      {"hello\n", 1, "unrecognised line"},
+      {"C: raw\x01\n", 1, "raw control"},
+      {"@on quux accept\n", 1, "unknown event"},
+      {"@on rcpt maybe\n", 1, "verdict"},
+      {"@on rcpt reject 55 x\n", 1, "three-digit"},
+      {"@on body reject\n", 1, "body decisions"},
+      {"@limit bananas 3\n", 1, "unknown limit"},
+      {"@option starttls maybe\n", 1, "on or off"},
+      {"!explode\n", 1, "unknown action"},
+      {"!resume defer\n", 1, "resume"},
+      {"T: later\n", 1, "T:"},
+      {"E:\n", 1, "event"},
+      {"S: 220 x\n@on connect reject\n", 2, "connect"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    smtpd_transcript_result res;
+    int rc = run_text(cases[i].text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res);
+    ck_assert_msg(rc == SMTPD_ERR_INVALID_ARGUMENT, "case %zu: rc %d", i,
+                  rc);
+    ck_assert_msg(res.line == cases[i].line, "case %zu: line %u", i,
+                  res.line);
+    ck_assert_msg(strstr(res.message, cases[i].needle) != NULL,
+                  "case %zu: message \"%s\"", i, res.message);
+  }
+}
+END_TEST
+
+START_TEST(test_file_errors) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(smtpd_transcript_run_file(SMTPD_TRANSCRIPT_DIR
+                                             "/no-such-file.txt",
+                                             NULL, &res),
+                   SMTPD_ERR_IO);
+  ck_assert_int_eq(res.status, SMTPD_ERR_IO);
+  ck_assert_ptr_nonnull(strstr(res.message, "no-such-file"));
+  ck_assert_int_eq(smtpd_transcript_run_buffer(good, strlen(good), NULL,
+                                               NULL),
+                   SMTPD_OK);
+}
+END_TEST
+
+/* A failing allocator: fail the Nth allocation for every N until the
+ * run passes; each earlier run must end in a clean error (the sanitizer
+ * build reports any leak). */
+typedef struct failing {
+  long countdown;
+  long calls;
+} failing;
+
+static void *f_malloc(size_t n, void *ctx) {
+  failing *f = ctx;
+  f->calls++;
+  if (f->countdown >= 0 && f->countdown-- == 0)
+    return NULL;
+  return malloc(n);
+}
+static void *f_calloc(size_t a, size_t b, void *ctx) {
+  failing *f = ctx;
+  f->calls++;
+  if (f->countdown >= 0 && f->countdown-- == 0)
+    return NULL;
+  return calloc(a, b);
+}
+static void *f_realloc(void *p, size_t n, void *ctx) {
+  failing *f = ctx;
+  f->calls++;
+  if (f->countdown >= 0 && f->countdown-- == 0)
+    return NULL;
+  return realloc(p, n);
+}
+static void f_free(void *p, void *ctx) {
+  (void)ctx;
+  free(p);
+}
+
+START_TEST(test_failing_allocator) {
+  static const char text[] =
+      HDR "@on data-complete defer\n"
+          "C: EHLO client.example\n"
+          "S: 250-mx.example\nS: 250-PIPELINING\nS: 250-SIZE 10240000\n"
+          "S: 250-VRFY\nS: 250-ENHANCEDSTATUSCODES\nS: 250 8BITMIME\n"
+          "C: MAIL FROM:<a@b.example>\nC: RCPT TO:<c@d.example>\n"
+          "C: DATA\n"
+          "S: 250 2.1.0 Ok\nS: 250 2.1.5 Ok\n"
+          "S: 354 End data with <CR><LF>.<CR><LF>\n"
+          "C: hello\nC: .\nNOTHING\nB: hello\n"
+          "!resume accept 250 2.0.0 Ok: queued as X\n"
+          "S: 250 2.0.0 Ok: queued as X\n";
+  long n;
+  int passed = 0;
+  for (n = 0; n < 10000 && !passed; n++) {
+    failing f = {n, 0};
+    smtpd_mem mem = {&f, f_malloc, f_free, f_calloc, f_realloc};
+    smtpd_transcript_opts opts;
+    smtpd_transcript_result res;
+    int rc;
+    smtpd_transcript_opts_default(&opts);
+    opts.mem = &mem;
+    rc = smtpd_transcript_run_buffer(text, strlen(text), &opts, &res);
+    if (rc == SMTPD_OK) {
+      passed = 1;
+      ck_assert_int_ge(f.calls, n);
+    } else {
+      /* out of memory in the driver, or the session reporting it */
+      ck_assert_msg(rc == SMTPD_ERR_NOMEM ||
+                        rc == SMTPD_TRANSCRIPT_MISMATCH,
+                    "allocation %ld: rc %d (%s)", n, rc, res.message);
+    }
+  }
+  ck_assert_msg(passed, "never passed");
+  ck_assert_int_gt(n, 5);
+}
+END_TEST
+
+static Suite *transcripts_suite(void) {
+  Suite *s = suite_create("transcripts");
+  TCase *files = tcase_create("files");
+  TCase *driver = tcase_create("driver");
+  tcase_set_timeout(files, 120);
+  tcase_add_test(files, test_all_whole);
+  tcase_add_test(files, test_all_bytewise);
+  tcase_add_test(files, test_all_chunk7);
+  tcase_add_test(driver, test_good_inline);
+  tcase_add_test(driver, test_wrong_reply_line);
+  tcase_add_test(driver, test_missing_and_extra_output);
+  tcase_add_test(driver, test_escaped_actual);
+  tcase_add_test(driver, test_events_checked);
+  tcase_add_test(driver, test_body_checked);
+  tcase_add_test(driver, test_closed_checked);
+  tcase_add_test(driver, test_decisions);
+  tcase_add_test(driver, test_pinned_split);
+  tcase_add_test(driver, test_malformed);
+  tcase_add_test(driver, test_file_errors);
+  tcase_add_test(driver, test_failing_allocator);
+  suite_add_tcase(s, files);
+  suite_add_tcase(s, driver);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(transcripts_suite());
+  int failed;
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
