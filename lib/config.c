@@ -8,6 +8,67 @@
 
 #include "internal.h"
 
+/* Append one "250-text" CRLF line to a growing string. */
+static int add_line(const smtpd_mem *m, char **buf, size_t *len,
+                    const char *a, const char *b) {
+  size_t la = strlen(a), lb = b ? strlen(b) : 0;
+  char *p = smtpd_i_realloc(m, *buf, *len + 4 + la + lb + 3);
+  if (!p)
+    return SMTPD_ERR_NOMEM;
+  memcpy(p + *len, "250-", 4);
+  memcpy(p + *len + 4, a, la);
+  if (lb)
+    memcpy(p + *len + 4 + la, b, lb);
+  memcpy(p + *len + 4 + la + lb, "\r\n", 3);
+  *len += 4 + la + lb + 2;
+  *buf = p;
+  return 0;
+}
+
+/* Rebuild the fixed parts of the EHLO reply (see internal.h). */
+int smtpd_i_config_rebuild(smtpd_config *c) {
+  const smtpd_mem *m = &c->mem;
+  char *pre = NULL, *post = NULL, num[24];
+  size_t pl = 0, ql = 0, i;
+  int rv = add_line(m, &pre, &pl, c->hostname, NULL);
+  if (!rv && c->options[SMTPD_OPT_PIPELINING])
+    rv = add_line(m, &pre, &pl, "PIPELINING", NULL);
+  if (!rv && c->options[SMTPD_OPT_SIZE]) {
+    uint64_t v = c->limits[SMTPD_LIMIT_MESSAGE_SIZE];
+    char *w = num + sizeof num - 1;
+    *w = '\0';
+    do {
+      *--w = (char)('0' + v % 10);
+      v /= 10;
+    } while (v);
+    rv = add_line(m, &pre, &pl, c->limits[SMTPD_LIMIT_MESSAGE_SIZE] ? "SIZE "
+                                                                       : "SIZE",
+                  c->limits[SMTPD_LIMIT_MESSAGE_SIZE] ? w : NULL);
+  }
+  if (!rv && c->options[SMTPD_OPT_VRFY])
+    rv = add_line(m, &pre, &pl, "VRFY", NULL);
+  if (!rv && c->options[SMTPD_OPT_ENHANCEDSTATUSCODES])
+    rv = add_line(m, &post, &ql, "ENHANCEDSTATUSCODES", NULL);
+  if (!rv && c->options[SMTPD_OPT_8BITMIME])
+    rv = add_line(m, &post, &ql, "8BITMIME", NULL);
+  if (!rv && c->options[SMTPD_OPT_SMTPUTF8])
+    rv = add_line(m, &post, &ql, "SMTPUTF8", NULL);
+  for (i = 0; !rv && i < c->n_ehlo_extra; i++)
+    rv = add_line(m, &post, &ql, c->ehlo_extra[i], NULL);
+  if (rv) {
+    smtpd_i_free(m, pre);
+    smtpd_i_free(m, post);
+    return rv;
+  }
+  smtpd_i_free(m, c->ehlo_pre);
+  smtpd_i_free(m, c->ehlo_post);
+  c->ehlo_pre = pre;
+  c->ehlo_pre_len = pl;
+  c->ehlo_post = post;
+  c->ehlo_post_len = ql;
+  return 0;
+}
+
 static const uint64_t default_limits[SMTPD_LIMIT_COUNT_] = {
     [SMTPD_LIMIT_MESSAGE_SIZE] = 10240000,
     [SMTPD_LIMIT_RECIPIENTS] = 1000,
@@ -44,6 +105,10 @@ int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
   c->options[SMTPD_OPT_8BITMIME] = 1;
   c->options[SMTPD_OPT_SIZE] = 1;
   c->options[SMTPD_OPT_VRFY] = 1;
+  if (smtpd_i_config_rebuild(c)) {
+    smtpd_config_del(c);
+    return SMTPD_ERR_NOMEM;
+  }
   *out = c;
   return 0;
 }
@@ -54,6 +119,8 @@ void smtpd_config_del(smtpd_config *c) {
     return;
   smtpd_i_free(&c->mem, c->hostname);
   smtpd_i_free(&c->mem, c->banner);
+  smtpd_i_free(&c->mem, c->ehlo_pre);
+  smtpd_i_free(&c->mem, c->ehlo_post);
   for (i = 0; i < c->n_ehlo_extra; i++)
     smtpd_i_free(&c->mem, c->ehlo_extra[i]);
   smtpd_i_free(&c->mem, c);
@@ -86,7 +153,7 @@ int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
   rv = replace_string(c, &c->hostname, name);
   if (rv == 0)
     c->hostname_len = strlen(c->hostname);
-  return rv;
+  return rv ? rv : smtpd_i_config_rebuild(c);
 }
 
 int smtpd_config_set_banner(smtpd_config *c, const char *text) {
@@ -125,7 +192,7 @@ int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
     break;
   }
   c->limits[which] = v;
-  return 0;
+  return which == SMTPD_LIMIT_MESSAGE_SIZE ? smtpd_i_config_rebuild(c) : 0;
 }
 
 uint64_t smtpd_config_get_limit(const smtpd_config *c, smtpd_limit which) {
@@ -146,7 +213,7 @@ int smtpd_config_set_option(smtpd_config *c, smtpd_option opt, int on) {
   if (!c || (unsigned)opt >= SMTPD_OPT_COUNT_)
     return SMTPD_ERR_INVALID_ARGUMENT;
   c->options[opt] = on ? 1 : 0;
-  return 0;
+  return smtpd_i_config_rebuild(c);
 }
 
 int smtpd_config_get_option(const smtpd_config *c, smtpd_option opt) {
@@ -186,7 +253,7 @@ int smtpd_config_add_ehlo_keyword(smtpd_config *c, const char *kw) {
   if (!d)
     return SMTPD_ERR_NOMEM;
   c->ehlo_extra[c->n_ehlo_extra++] = d;
-  return 0;
+  return smtpd_i_config_rebuild(c);
 }
 
 int smtpd_config_set_sasl(smtpd_config *c, const smtpd_sasl_backend *b) {

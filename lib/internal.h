@@ -35,7 +35,14 @@ struct smtpd_config {
   char *ehlo_extra[SMTPD_I_MAX_EHLO_EXTRA];
   size_t n_ehlo_extra;
   const smtpd_sasl_backend *sasl;
+  /* EHLO reply pieces rebuilt by every setter: the lines before
+   * STARTTLS/AUTH ("250-host" ... "250-VRFY") and after them, each line
+   * ending CRLF and using '-' */
+  char *ehlo_pre, *ehlo_post;
+  size_t ehlo_pre_len, ehlo_post_len;
 };
+
+int smtpd_i_config_rebuild(smtpd_config *c);
 
 /* What the session is doing with its input. */
 typedef enum {
@@ -168,8 +175,16 @@ char *smtpd_i_strdup(const smtpd_mem *m, const char *s);
 const smtpd_mem *smtpd_i_default_mem(void);
 
 /* session.c services used by data.c and auth.c */
-int smtpd_i_reply(smtpd_session *s, int code, const char *enh,
-                  const char *text);
+/* smtpd_i_reply is a macro so that strlen of literal texts folds at the
+ * call site: replies are on every command's path. */
+int smtpd_i_reply_n(smtpd_session *s, int code, const char *enh, size_t elen,
+                    const char *text, size_t tlen);
+static inline size_t smtpd_i_slen(const char *p) {
+  return p ? strlen(p) : 0;
+}
+#define smtpd_i_reply(s, code, enh, text)                                   \
+  smtpd_i_reply_n((s), (code), (enh), smtpd_i_slen(enh), (text),           \
+                  strlen(text))
 /* reply "code enh <hostname> text" */
 int smtpd_i_reply_host(smtpd_session *s, int code, const char *enh,
                        const char *text);

@@ -100,6 +100,8 @@ static int out_reserve(smtpd_session *s, size_t n) {
 }
 
 int smtpd_i_append(smtpd_session *s, const void *p, size_t n) {
+  if (n == 0)
+    return 0;
   if (out_reserve(s, n))
     return SMTPD_ERR_NOMEM;
   memcpy(s->out + s->out_start + s->out_len, p, n);
@@ -143,9 +145,32 @@ static int reply_line(smtpd_session *s, int code, char sep, const char *enh,
   return 0;
 }
 
-int smtpd_i_reply(smtpd_session *s, int code, const char *enh,
-                  const char *text) {
-  return reply_line(s, code, ' ', enh, text, NULL, NULL);
+int smtpd_i_reply_n(smtpd_session *s, int code, const char *enh, size_t elen,
+                    const char *text, size_t tlen) {
+  uint8_t *w;
+  size_t n;
+  if (!s->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES])
+    elen = 0;
+  n = 4 + (elen ? elen + 1 : 0) + tlen + 2;
+  if (out_reserve(s, n))
+    return SMTPD_ERR_NOMEM;
+  w = s->out + s->out_start + s->out_len;
+  w[0] = (uint8_t)('0' + code / 100);
+  w[1] = (uint8_t)('0' + code / 10 % 10);
+  w[2] = (uint8_t)('0' + code % 10);
+  w[3] = ' ';
+  w += 4;
+  if (elen) {
+    memcpy(w, enh, elen);
+    w[elen] = ' ';
+    w += elen + 1;
+  }
+  memcpy(w, text, tlen);
+  w[tlen] = '\r';
+  w[tlen + 1] = '\n';
+  s->out_len += n;
+  s->out_total += n;
+  return 0;
 }
 
 int smtpd_i_reply_host(smtpd_session *s, int code, const char *enh,
@@ -447,26 +472,9 @@ static void trim_right(char *p) {
 
 static void ehlo_reply(smtpd_session *s) {
   const smtpd_config *c = s->cfg;
-  char num[24], mechs[512];
-  size_t i, k;
-  reply_line(s, 250, '-', NULL, c->hostname, NULL, NULL);
-  if (c->options[SMTPD_OPT_PIPELINING])
-    reply_line(s, 250, '-', NULL, "PIPELINING", NULL, NULL);
-  if (c->options[SMTPD_OPT_SIZE]) {
-    uint64_t v = c->limits[SMTPD_LIMIT_MESSAGE_SIZE];
-    char *w = num + sizeof num - 1;
-    *w = '\0';
-    do {
-      *--w = (char)('0' + v % 10);
-      v /= 10;
-    } while (v);
-    if (c->limits[SMTPD_LIMIT_MESSAGE_SIZE])
-      reply_line(s, 250, '-', NULL, "SIZE ", w, NULL);
-    else
-      reply_line(s, 250, '-', NULL, "SIZE", NULL, NULL);
-  }
-  if (c->options[SMTPD_OPT_VRFY])
-    reply_line(s, 250, '-', NULL, "VRFY", NULL, NULL);
+  char mechs[512];
+  size_t k;
+  smtpd_i_append(s, c->ehlo_pre, c->ehlo_pre_len);
   if (c->options[SMTPD_OPT_STARTTLS] && !s->tls)
     reply_line(s, 250, '-', NULL, "STARTTLS", NULL, NULL);
   if (c->sasl && !s->auth_user) {
@@ -474,18 +482,13 @@ static void ehlo_reply(smtpd_session *s) {
     if (k > 0 && k < sizeof mechs)
       reply_line(s, 250, '-', NULL, "AUTH ", mechs, NULL);
   }
-  if (c->options[SMTPD_OPT_ENHANCEDSTATUSCODES])
-    reply_line(s, 250, '-', NULL, "ENHANCEDSTATUSCODES", NULL, NULL);
-  if (c->options[SMTPD_OPT_8BITMIME])
-    reply_line(s, 250, '-', NULL, "8BITMIME", NULL, NULL);
-  if (c->options[SMTPD_OPT_SMTPUTF8])
-    reply_line(s, 250, '-', NULL, "SMTPUTF8", NULL, NULL);
-  for (i = 0; i < c->n_ehlo_extra; i++)
-    reply_line(s, 250, '-', NULL, c->ehlo_extra[i], NULL, NULL);
-  /* the last line: rewrite the '-' of the last line written into ' ' */
+  smtpd_i_append(s, c->ehlo_post, c->ehlo_post_len);
+  if (s->broken)
+    return;
+  /* the last line written becomes the final one: '-' -> ' ' */
   {
     uint8_t *base = s->out + s->out_start;
-    size_t e = s->out_len - 2, b = e;
+    size_t b = s->out_len - 2;
     while (b > 0 && base[b - 1] != '\n')
       b--;
     base[b + 3] = ' ';
@@ -504,7 +507,8 @@ static void cmd_helo(smtpd_session *s, char *arg, int esmtp) {
                            0);
     return;
   }
-  smtpd_neuter(safe, sizeof safe, arg);
+  if (s->cb.on_helo)
+    smtpd_neuter(safe, sizeof safe, arg);
   s->pend.str = arg;
   s->pend.esmtp = esmtp;
   h.name = arg;
@@ -953,11 +957,23 @@ static void dispatch(smtpd_session *s, char *line) {
   smtpd_i_protocol_error(s, 500, "5.5.2", "Error: command not recognized", 0);
 }
 
+/* Any octet >= 0x80 in p[0..n), eight at a time. */
+static int has_high_bit(const char *p, size_t n) {
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++)
+    acc |= (unsigned char)p[i];
+  return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
 /* Validate the raw line (octets before CRLF) then dispatch. */
 static void process_line(smtpd_session *s) {
   char *line = s->line;
   size_t len = s->line_len; /* ends with '\n' */
-  size_t i;
   int crlf = len >= 2 && line[len - 2] == '\r';
   smtpd_line_ending le = s->cfg->line_ending;
 
@@ -976,15 +992,11 @@ static void process_line(smtpd_session *s) {
     smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <CR> received", 0);
     return;
   }
-  for (i = 0; i < len; i++) {
-    if ((unsigned char)line[i] >= 0x80) {
-      if (!smtpd_i_utf8_valid((const uint8_t *)line, len)) {
-        smtpd_i_protocol_error(s, 500, "5.5.2",
-                               "Error: invalid UTF-8 in command", 0);
-        return;
-      }
-      break;
-    }
+  if (has_high_bit(line, len) &&
+      !smtpd_i_utf8_valid((const uint8_t *)line, len)) {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: invalid UTF-8 in command",
+                           0);
+    return;
   }
   if (s->state == ST_AUTH) {
     smtpd_i_auth_response(s, line, len);

@@ -66,16 +66,20 @@ const char *smtpd_strerror(int err) {
 
 int smtpd_is_fatal(int err) { return err <= SMTPD_ERR_FATAL; }
 
+/* Octets kept by smtpd_neuter: printable ASCII except ` <>()\\";@`. */
+static int neuter_keeps(unsigned char c) {
+  return c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != '(' &&
+         c != ')' && c != '\\' && c != '"' && c != ';' && c != '@';
+}
+
 size_t smtpd_neuter(char *dst, size_t cap, const char *src) {
   size_t n = 0;
   if (!src)
     src = "";
   for (; src[n]; n++) {
     unsigned char c = (unsigned char)src[n];
-    if (c < 0x21 || c > 0x7e || strchr("<>()\\\";@", c))
-      c = '?';
     if (dst && n + 1 < cap)
-      dst[n] = (char)c;
+      dst[n] = neuter_keeps(c) ? (char)c : '?';
   }
   if (dst && cap)
     dst[n < cap ? n : cap - 1] = '\0';
