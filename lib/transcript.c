@@ -20,6 +20,7 @@
 
 #include "smtpd/smtpd.h"
 #include "smtpd/transcript.h"
+#include "smtpd/sasl.h"
 
 #define MAX_FILE (16u * 1024u * 1024u)   /* transcript file size cap */
 #define MAX_ITEM (16u * 1024u * 1024u)   /* unescaped bytes per line */
@@ -174,7 +175,7 @@ enum item_type {
 enum cfg_kind {
   CFG_HOSTNAME = 1, CFG_BANNER, CFG_LIMIT, CFG_TIMEOUT, CFG_OPTION,
   CFG_LINE_ENDING, CFG_SYNC, CFG_LONG_LINE, CFG_EHLO_KEYWORD, CFG_CLIENT,
-  CFG_IMPLICIT_TLS, CFG_SPLIT
+  CFG_IMPLICIT_TLS, CFG_SPLIT, CFG_SASL
 };
 
 enum ev_kind {
@@ -523,6 +524,17 @@ static int parse_directive(parsed *p, item *it, const char *s,
   }
 
   it->type = IT_CFG;
+  if (weq(w, n, "sasl")) {
+    /* @sasl USER PASSWORD: the built-in PLAIN/LOGIN backend accepting
+     * exactly this user (text after the first space is the password) */
+    it->sub = CFG_SASL;
+    rest_of(&s, end);
+    if (s >= end || !memchr(s, ' ', (size_t)(end - s))) {
+      *err = "@sasl takes a user and a password";
+      return -1;
+    }
+    return unescape(p, s, (size_t)(end - s), &it->data, err);
+  }
   if (weq(w, n, "hostname") || weq(w, n, "banner") ||
       weq(w, n, "ehlo-keyword")) {
     it->sub = weq(w, n, "hostname") ? CFG_HOSTNAME
@@ -877,6 +889,8 @@ typedef struct run {
   unsigned char *used;    /* per item: @on decision consumed */
   long deflt[EV_COUNT_];  /* @every item per event, -1 none */
 
+  smtpd_sasl_backend *sasl; /* @sasl: built-in backend */
+  char *sasl_cred;        /* "user password" for it */
   int deferred;           /* a callback returned DEFER, not yet resumed */
   const item *defer_item;
   int closed_asserted;
@@ -1696,6 +1710,20 @@ static void do_action(run *r, const item *it) {
 }
 
 /* apply_config - the @ configuration items; SMTPD_OK or an error. */
+/* sasl_verify - the @sasl backend's password check. */
+static int sasl_verify(smtpd_session *s, const char *mech, const char *authcid,
+                       const char *authzid, const char *password,
+                       size_t password_len, void *ctx) {
+  const run *r = ctx;
+  const char *sp = strchr(r->sasl_cred, ' ');
+  size_t ul = (size_t)(sp - r->sasl_cred);
+  (void)s, (void)mech, (void)authzid;
+  if (strlen(authcid) == ul && !memcmp(authcid, r->sasl_cred, ul) &&
+      smtpd_consttime_equal(password, password_len, sp + 1, strlen(sp + 1)))
+    return SMTPD_ACCEPT;
+  return SMTPD_REJECT;
+}
+
 static int apply_config(run *r) {
   const parsed *p = r->p;
   size_t i;
@@ -1723,6 +1751,15 @@ static int apply_config(run *r) {
       s2[it->data2.len] = '\0';
     }
     switch (it->sub) {
+    case CFG_SASL:
+      if (r->sasl == NULL) {
+        r->sasl_cred = s1;
+        s1 = NULL;
+        rc = smtpd_sasl_builtin_new(&r->sasl, r->mem, sasl_verify, r);
+        if (rc == SMTPD_OK)
+          rc = smtpd_config_set_sasl(r->cfg, r->sasl);
+      }
+      break;
     case CFG_HOSTNAME: rc = smtpd_config_set_hostname(r->cfg, s1); break;
     case CFG_BANNER: rc = smtpd_config_set_banner(r->cfg, s1); break;
     case CFG_EHLO_KEYWORD:
@@ -1973,6 +2010,8 @@ out:
   buf_free(r.mem, &r.ev);
   buf_free(r.mem, &r.body);
   buf_free(r.mem, &r.last_body);
+  smtpd_sasl_builtin_del(r.sasl);
+  xfree(r.mem, r.sasl_cred);
   xfree(r.mem, r.bounds);
   xfree(r.mem, r.lm);
   xfree(r.mem, r.pushed);
