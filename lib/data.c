@@ -34,14 +34,16 @@ static void doom(smtpd_session *s, smtpd_i_doom why) {
 static int emit(smtpd_session *s, const uint8_t *a, size_t n) {
   uint64_t limit;
   int v;
-  if (!n || s->doom != DOOM_NONE)
+  if (!n)
     return 0;
+  /* counted even for a doomed message: the final size decides the reply
+   * (see smtpd_i_end_of_data) */
   limit = s->cfg->limits[SMTPD_LIMIT_MESSAGE_SIZE];
   s->body_size += n;
-  if (limit && s->body_size > limit) {
+  if (limit && s->body_size > limit)
     doom(s, DOOM_SIZE);
+  if (s->doom != DOOM_NONE)
     return 0;
-  }
   if (!s->cb.on_body)
     return 0;
   s->callback_running = 1;

@@ -744,7 +744,13 @@ static void cmd_data(smtpd_session *s, char *arg) {
 /* The terminating <CRLF>.<CRLF> was read (data.c). */
 void smtpd_i_end_of_data(smtpd_session *s) {
   smtpd_message msg;
+  uint64_t limit = s->cfg->limits[SMTPD_LIMIT_MESSAGE_SIZE];
+  int close_after = 0;
   s->state = ST_CMD;
+  /* an oversized body is refused as such whatever else was wrong with
+   * it, so the reply does not depend on how the input was split */
+  if (limit && s->body_size > limit)
+    s->doom = DOOM_SIZE;
   switch (s->doom) {
   case DOOM_NONE:
     break;
@@ -762,9 +768,10 @@ void smtpd_i_end_of_data(smtpd_session *s) {
     break;
   case DOOM_HOST_REJECT:
   case DOOM_HOST_TEMPFAIL:
-    if (s->reply_set)
+    if (s->reply_set) {
       smtpd_i_append(s, s->reply, s->reply_len);
-    else if (s->doom == DOOM_HOST_REJECT)
+      close_after = s->reply_code == 421;
+    } else if (s->doom == DOOM_HOST_REJECT)
       smtpd_i_reply(s, 554, "5.7.1", "Message rejected");
     else
       smtpd_i_reply(s, 451, "4.3.0", "Error: queue file write error");
@@ -777,6 +784,8 @@ void smtpd_i_end_of_data(smtpd_session *s) {
                      s->doom == DOOM_SIZE ? 552 : 550, 0);
     s->doom = DOOM_NONE;
     smtpd_i_reset_transaction(s);
+    if (close_after)
+      smtpd_i_close(s, SMTPD_CLOSE_HOST);
     return;
   }
   msg.size = s->body_size;
@@ -1009,6 +1018,15 @@ static void process_line(smtpd_session *s) {
  * counts as another error so an endless line ends in 421. */
 #define SKIP_ERROR_EVERY 32768u
 
+/* n more octets of an overlong line were skipped: one error for every
+ * SKIP_ERROR_EVERY boundary crossed, however the input was split. */
+static void skip_more(smtpd_session *s, uint64_t n) {
+  uint64_t before = s->skipped / SKIP_ERROR_EVERY;
+  s->skipped += n;
+  while (before++ < s->skipped / SKIP_ERROR_EVERY && s->state != ST_CLOSED)
+    smtpd_i_bump_errors(s);
+}
+
 static void line_too_long(smtpd_session *s) {
   if (s->state == ST_AUTH) {
     smtpd_i_reply(s, 500, "5.5.6", "SASL response limit exceeded");
@@ -1063,13 +1081,10 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
   size_t n = (size_t)(stop - p);
 
   if (s->skipping) {
-    uint64_t before = s->skipped;
-    s->skipped += n;
+    skip_more(s, n);
     if (lf) {
       s->skipping = 0;
       s->skipped = 0;
-    } else if (s->skipped / SKIP_ERROR_EVERY != before / SKIP_ERROR_EVERY) {
-      smtpd_i_bump_errors(s);
     }
     return stop;
   }
@@ -1088,11 +1103,17 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
         return p + take;
       }
     }
-    line_too_long(s);
-    s->line_len = 0;
-    if (!lf) {
-      s->skipping = 1;
-      s->skipped = n;
+    {
+      size_t had = s->line_len;
+      s->line_len = 0; /* the notice names no half-read command */
+      line_too_long(s);
+      s->skipped = 0;
+      if (s->state != ST_CLOSED)
+        skip_more(s, had + n);
+      if (!lf && s->state != ST_CLOSED)
+        s->skipping = 1;
+      else
+        s->skipped = 0;
     }
     if (s->auth_big && s->state != ST_AUTH)
       use_command_buffer(s);
