@@ -1,0 +1,161 @@
+/*
+ * maildir.c - smtpd-maildir: Maildir delivery (tmp/ -> fsync -> new/).
+ *
+ *   maildir_open, maildir_close, maildir_unique, maildir_begin,
+ *   maildir_write, maildir_commit, maildir_abort
+ *
+ * The protocol: create tmp/<unique> exclusively, write, fsync, rename to
+ * new/<unique>, fsync new/ so the rename itself is durable. Only then may
+ * the server say 250. Readers never see a partial message in new/.
+ */
+#define _GNU_SOURCE
+#include "maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int open_sub(const char *dir, const char *sub) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/%s", dir, sub) >= (int)sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    return -1;
+  return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+int maildir_open(maildir *md, const char *dir) {
+  memset(md, 0, sizeof *md);
+  md->tmpfd = md->newfd = -1;
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    return -1;
+  int curfd = open_sub(dir, "cur");
+  if (curfd < 0)
+    return -1;
+  close(curfd);
+  md->tmpfd = open_sub(dir, "tmp");
+  md->newfd = open_sub(dir, "new");
+  if (md->tmpfd < 0 || md->newfd < 0) {
+    maildir_close(md);
+    return -1;
+  }
+  /* '/' and ':' have a meaning in Maildir names; keep the host safe. */
+  if (gethostname(md->host, sizeof md->host) != 0)
+    strcpy(md->host, "localhost");
+  md->host[sizeof md->host - 1] = '\0';
+  for (char *p = md->host; *p; p++)
+    if (*p == '/' || *p == ':')
+      *p = '_';
+  return 0;
+}
+
+void maildir_close(maildir *md) {
+  if (md->tmpfd >= 0)
+    close(md->tmpfd);
+  if (md->newfd >= 0)
+    close(md->newfd);
+  md->tmpfd = md->newfd = -1;
+}
+
+void maildir_unique(maildir *md, char *out, size_t cap) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  snprintf(out, cap, "%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec,
+           (long)tv.tv_usec, (long)getpid(), ++md->counter, md->host);
+}
+
+int maildir_begin(maildir *md, maildir_msg *m) {
+  memset(m, 0, sizeof *m);
+  m->fd = -1;
+  m->buf = malloc(MAILDIR_BUF_SIZE);
+  if (m->buf == NULL)
+    return -1;
+  maildir_unique(md, m->name, sizeof m->name);
+  m->fd = openat(md->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                 0600);
+  if (m->fd < 0) {
+    free(m->buf);
+    m->buf = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void write_all(maildir_msg *m, const unsigned char *p, size_t n) {
+  while (n > 0 && !m->failed) {
+    ssize_t w = write(m->fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      m->failed = 1; /* disk full, quota...: refused at commit */
+      return;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void flush(maildir_msg *m) {
+  write_all(m, m->buf, m->buflen);
+  m->buflen = 0;
+}
+
+void maildir_write(maildir_msg *m, const void *data, size_t len) {
+  const unsigned char *p = data;
+  m->written += len;
+  if (m->fd < 0 || m->failed)
+    return;
+  if (m->buflen + len > MAILDIR_BUF_SIZE) {
+    flush(m);
+    if (len >= MAILDIR_BUF_SIZE) { /* big chunk: skip the copy */
+      write_all(m, p, len);
+      return;
+    }
+  }
+  memcpy(m->buf + m->buflen, p, len);
+  m->buflen += len;
+}
+
+static void release(maildir_msg *m) {
+  if (m->fd >= 0)
+    close(m->fd);
+  m->fd = -1;
+  free(m->buf);
+  m->buf = NULL;
+}
+
+int maildir_commit(maildir *md, maildir_msg *m) {
+  if (m->fd < 0)
+    return -1;
+  flush(m);
+  if (!m->failed && fsync(m->fd) != 0)
+    m->failed = 1;
+  if (!m->failed && close(m->fd) != 0)
+    m->failed = 1;
+  m->fd = -1;
+  if (!m->failed && renameat(md->tmpfd, m->name, md->newfd, m->name) != 0)
+    m->failed = 1;
+  if (m->failed) {
+    unlinkat(md->tmpfd, m->name, 0);
+    release(m);
+    return -1;
+  }
+  release(m);
+  /* The message is in new/; make the directory entry durable too. A
+   * failure here is reported: the 250 must not be sent on a guess. */
+  return fsync(md->newfd) == 0 ? 0 : -1;
+}
+
+void maildir_abort(maildir *md, maildir_msg *m) {
+  if (m->fd < 0)
+    return;
+  release(m);
+  unlinkat(md->tmpfd, m->name, 0);
+}

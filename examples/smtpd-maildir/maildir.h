@@ -1,0 +1,52 @@
+/*
+ * maildir.h - smtpd-maildir: deliver messages into a Maildir, safely.
+ *
+ *   maildir_open / maildir_close    the tmp/ new/ cur/ directories
+ *   maildir_begin                   create tmp/<unique> for one message
+ *   maildir_write                   append bytes (buffered)
+ *   maildir_commit                  flush, fsync, rename into new/, fsync
+ *                                   new/ (call before answering 250)
+ *   maildir_abort                   drop the message, unlink tmp/<unique>
+ *
+ * A message costs a 64 KiB write buffer only while it is being received;
+ * an idle session holds no maildir state.
+ */
+#ifndef SMTPD_MAILDIR_MAILDIR_H
+#define SMTPD_MAILDIR_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAILDIR_BUF_SIZE 65536
+
+typedef struct maildir {
+  int tmpfd, newfd;      /* directory fds of tmp/ and new/ */
+  char host[64];         /* this host's name, made safe for file names */
+  unsigned long counter; /* per-process part of unique names */
+} maildir;
+
+typedef struct maildir_msg {
+  int fd;             /* -1 when no message is open */
+  int failed;         /* a write failed: commit will refuse */
+  char name[128];     /* unique file name, same in tmp/ and new/ */
+  unsigned char *buf; /* MAILDIR_BUF_SIZE bytes */
+  size_t buflen;
+  uint64_t written;   /* bytes given to maildir_write */
+} maildir_msg;
+
+/* maildir_open - create DIR, DIR/tmp, DIR/new, DIR/cur as needed. 0 or -1
+ * (errno set). */
+int maildir_open(maildir *md, const char *dir);
+void maildir_close(maildir *md);
+/* maildir_unique - a fresh unique name "sec.MusecPpidQn.host" (also a
+ * good queue id source). */
+void maildir_unique(maildir *md, char *out, size_t cap);
+/* maildir_begin - 0 or -1 (errno set). m->fd == -1 afterwards on failure. */
+int maildir_begin(maildir *md, maildir_msg *m);
+void maildir_write(maildir_msg *m, const void *data, size_t len);
+/* maildir_commit - 0 when the message is safely in new/, else -1 and the
+ * tmp file is gone. Either way m is closed. */
+int maildir_commit(maildir *md, maildir_msg *m);
+void maildir_abort(maildir *md, maildir_msg *m);
+
+#endif
