@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(cmake gcc make pkg-config libgnutls28-dev gnutls-bin
             libsasl2-dev sasl2-bin libsasl2-modules libsasl2-modules-db check)
 # what the tests drive: real clients, real Postfix tools, valgrind
-test_pkgs=(python3 swaks curl postfix valgrind)
+test_pkgs=(python3 swaks libnet-ssleay-perl curl postfix valgrind)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

@@ -12,8 +12,13 @@ cmake --build build -j"$(nproc)" --target smtpd-maildir
 state=build/demo
 mkdir -p "$state"
 if [ ! -f "$state/cert.pem" ]; then
-  ./build/examples/smtpd-maildir --gen-cert "$state/cert.pem" "$state/key.pem" \
-    --hostname localhost
+  # a self-signed certificate made with GnuTLS's certtool
+  printf 'cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\nexpiration_days = 365\ntls_www_server\nsigning_key\nencryption_key\n' \
+    > "$state/cert.tmpl"
+  certtool --generate-privkey --key-type=ecdsa --outfile "$state/key.pem" 2>/dev/null
+  certtool --generate-self-signed --load-privkey "$state/key.pem" \
+    --template "$state/cert.tmpl" --outfile "$state/cert.pem" 2>/dev/null
+  chmod 600 "$state/key.pem"
 fi
 if [ ! -f "$state/users" ]; then
   printf 'demo:demo-password\n' > "$state/users"
