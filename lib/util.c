@@ -1,7 +1,8 @@
 /*
  * util.c - allocator hook, error strings, version, name neutering.
  *
- *   smtpd_version, smtpd_strerror, smtpd_is_fatal, smtpd_neuter
+ *   smtpd_version, smtpd_strerror, smtpd_is_fatal, smtpd_neuter,
+ *   smtpd_mem_default
  *   smtpd_i_alloc/calloc/realloc/free/strdup, smtpd_i_default_mem
  */
 #include <stdlib.h>
@@ -24,6 +25,7 @@ static const smtpd_mem libc_mem = {NULL, libc_malloc, libc_free, libc_calloc,
                                    libc_realloc};
 
 const smtpd_mem *smtpd_i_default_mem(void) { return &libc_mem; }
+const smtpd_mem *smtpd_mem_default(void) { return &libc_mem; }
 
 void *smtpd_i_alloc(const smtpd_mem *m, size_t n) {
   return m->malloc(n ? n : 1, m->ctx);

@@ -93,6 +93,10 @@ typedef struct smtpd_mem {
   void *(*realloc)(void *ptr, size_t size, void *ctx);
 } smtpd_mem;
 
+/* smtpd_mem_default - the libc allocator used wherever NULL is passed
+ * (static; never freed). */
+SMTPD_API const smtpd_mem *smtpd_mem_default(void);
+
 /* ---- verdicts --------------------------------------------------------- */
 
 /* What a decision callback (and smtpd_session_resume) answers.

@@ -64,23 +64,6 @@ static const uint8_t CHALLENGE_PASS[] = "Password:";
 
 /* ---- allocator ---------------------------------------------------------- */
 
-static void *libc_malloc(size_t size, void *ctx) {
-  (void)ctx;
-  return malloc(size);
-}
-static void libc_free(void *ptr, void *ctx) {
-  (void)ctx;
-  free(ptr);
-}
-static void *libc_calloc(size_t n, size_t size, void *ctx) {
-  (void)ctx;
-  return calloc(n, size);
-}
-static void *libc_realloc(void *ptr, size_t size, void *ctx) {
-  (void)ctx;
-  return realloc(ptr, size);
-}
-
 /* wipe - zero n octets in a way the compiler may not drop. */
 static void wipe(void *p, size_t n) {
   volatile unsigned char *v = p;
@@ -415,8 +398,6 @@ static void b_dispose(void *exch) {
 
 int smtpd_sasl_builtin_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
                            smtpd_sasl_verify_fn verify, void *ctx) {
-  static const smtpd_mem libc_mem = {NULL, libc_malloc, libc_free,
-                                     libc_calloc, libc_realloc};
   builtin *be;
 
   if (!out || !verify)
@@ -424,7 +405,7 @@ int smtpd_sasl_builtin_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
   if (mem && (!mem->malloc || !mem->free || !mem->calloc || !mem->realloc))
     return SMTPD_ERR_INVALID_ARGUMENT;
   if (!mem)
-    mem = &libc_mem;
+    mem = smtpd_mem_default();
   be = mem->calloc(1, sizeof *be, mem->ctx);
   if (!be)
     return SMTPD_ERR_NOMEM;

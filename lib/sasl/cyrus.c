@@ -88,23 +88,6 @@ typedef struct exchange {
   int done;
 } exchange;
 
-static void *libc_malloc(size_t size, void *ctx) {
-  (void)ctx;
-  return malloc(size);
-}
-static void libc_free(void *ptr, void *ctx) {
-  (void)ctx;
-  free(ptr);
-}
-static void *libc_calloc(size_t n, size_t size, void *ctx) {
-  (void)ctx;
-  return calloc(n, size);
-}
-static void *libc_realloc(void *ptr, size_t size, void *ctx) {
-  (void)ctx;
-  return realloc(ptr, size);
-}
-
 static char *dup_str(const smtpd_mem *mem, const char *s, size_t len) {
   char *d = mem->malloc(len + 1, mem->ctx);
   if (d) {
@@ -592,8 +575,6 @@ static void global_done(void) {
 
 int smtpd_sasl_cyrus_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
                          const smtpd_sasl_cyrus_options *opts) {
-  static const smtpd_mem libc_mem = {NULL, libc_malloc, libc_free,
-                                     libc_calloc, libc_realloc};
   smtpd_sasl_cyrus_options defaults;
   cyrus *be;
   int rc;
@@ -603,7 +584,7 @@ int smtpd_sasl_cyrus_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
   if (mem && (!mem->malloc || !mem->free || !mem->calloc || !mem->realloc))
     return SMTPD_ERR_INVALID_ARGUMENT;
   if (!mem)
-    mem = &libc_mem;
+    mem = smtpd_mem_default();
   if (!opts) {
     smtpd_sasl_cyrus_options_init(&defaults);
     opts = &defaults;

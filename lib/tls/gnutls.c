@@ -82,22 +82,6 @@ struct smtpd_tls_conn {
 
 /* ---- allocation ---------------------------------------------------------- */
 
-static void *libc_malloc(size_t n, void *ctx) { (void)ctx; return malloc(n); }
-static void libc_free(void *p, void *ctx) { (void)ctx; free(p); }
-static void *libc_calloc(size_t n, size_t m, void *ctx)
-{
-  (void)ctx;
-  return calloc(n, m);
-}
-static void *libc_realloc(void *p, size_t n, void *ctx)
-{
-  (void)ctx;
-  return realloc(p, n);
-}
-
-static const smtpd_mem libc_mem = {NULL, libc_malloc, libc_free, libc_calloc,
-                                   libc_realloc};
-
 /* xstrdup_n - copy n octets of s into a NUL-terminated string from mem. */
 static char *xstrdup_n(const smtpd_mem *mem, const char *s, size_t n)
 {
@@ -143,7 +127,7 @@ int smtpd_tls_ctx_new(smtpd_tls_ctx **out, const smtpd_mem *mem)
   if (!out)
     return SMTPD_ERR_INVALID_ARGUMENT;
   if (!mem)
-    mem = &libc_mem;
+    mem = smtpd_mem_default();
   if (!mem->malloc || !mem->free || !mem->calloc || !mem->realloc)
     return SMTPD_ERR_INVALID_ARGUMENT;
   ctx = mem->calloc(1, sizeof *ctx, mem->ctx);
