@@ -96,7 +96,6 @@ int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
     smtpd_config_del(c);
     return SMTPD_ERR_NOMEM;
   }
-  c->hostname_len = strlen(c->hostname);
   memcpy(c->limits, default_limits, sizeof c->limits);
   c->timeouts[SMTPD_TIMEOUT_COMMAND] = 300000;
   c->timeouts[SMTPD_TIMEOUT_DATA] = 180000;
@@ -151,8 +150,6 @@ int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
   if (!c || !name || !*name || !printable(name, 0, 255))
     return SMTPD_ERR_INVALID_ARGUMENT;
   rv = replace_string(c, &c->hostname, name);
-  if (rv == 0)
-    c->hostname_len = strlen(c->hostname);
   return rv ? rv : smtpd_i_config_rebuild(c);
 }
 

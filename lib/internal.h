@@ -24,7 +24,6 @@
 struct smtpd_config {
   smtpd_mem mem;
   char *hostname;
-  size_t hostname_len;
   char *banner;
   uint64_t limits[SMTPD_LIMIT_COUNT_];
   uint32_t timeouts[SMTPD_TIMEOUT_COUNT_];
@@ -106,7 +105,7 @@ struct smtpd_session {
   int broken;                /* fatal error code, 0 if fine */
   unsigned started : 1, implicit_tls : 1, tls : 1, esmtp : 1, helo_seen : 1,
       in_mail : 1, smtputf8 : 1, skipping : 1, reply_set : 1,
-      sync_reported : 1, callback_running : 1, auth_big : 1, pend_crlf : 1;
+      callback_running : 1, auth_big : 1, pend_crlf : 1;
 
   /* command line assembly */
   char *line;       /* cmdbuf or auth buffer */
@@ -147,7 +146,6 @@ struct smtpd_session {
   /* pending decision details (pointers into line buffer / arena) */
   struct {
     char *str;   /* HELO name, MAIL/RCPT address */
-    char *str2;  /* neutered HELO name */
     int esmtp;
   } pend;
 
@@ -197,7 +195,6 @@ void smtpd_i_notice(smtpd_session *s, smtpd_notice_type type, int code,
 void smtpd_i_reset_transaction(smtpd_session *s);
 void smtpd_i_fail(smtpd_session *s, int err);
 void smtpd_i_set_sync_mark(smtpd_session *s);
-int smtpd_i_call_decision(smtpd_session *s, smtpd_i_pending kind, int v);
 void smtpd_i_apply(smtpd_session *s, smtpd_i_pending kind, int verdict);
 void smtpd_i_bump_errors(smtpd_session *s);
 

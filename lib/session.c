@@ -354,9 +354,7 @@ void smtpd_i_apply(smtpd_session *s, smtpd_i_pending kind, int v) {
     accepted = v == SMTPD_ACCEPT;
     if (kind == PEND_CONNECT && accepted)
       greet(s);
-    else if (kind == PEND_CONNECT && code == 421)
-      smtpd_i_reply_host(s, code, d.enh, d.text);
-    else if (kind == PEND_CONNECT)
+    else if (kind == PEND_CONNECT) /* 554 / 421 name the host */
       smtpd_i_reply_host(s, code, d.enh, d.text);
     else if (!(accepted && kind == PEND_HELO))
       smtpd_i_reply(s, code, d.enh, d.text);
