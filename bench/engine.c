@@ -89,13 +89,13 @@ typedef struct sink {
   uint64_t messages; /* data-complete events */
 } sink;
 
-static int on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
+static smtpd_verdict on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
   (void)s;
   (void)d;
   ((sink *)ud)->body += n;
   return 0;
 }
-static int on_done(smtpd_session *s, const smtpd_message *m, void *ud) {
+static smtpd_verdict on_done(smtpd_session *s, const smtpd_message *m, void *ud) {
   (void)s;
   (void)m;
   ((sink *)ud)->messages++;

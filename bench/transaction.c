@@ -17,7 +17,7 @@
 
 #include "smtpd/smtpd.h"
 
-static int on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
+static smtpd_verdict on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
   (void)s, (void)d, (void)n, (void)ud;
   return SMTPD_ACCEPT;
 }

@@ -3,10 +3,12 @@
  *
  *   smtpd_i_auth_command    "AUTH mech [initial-response]"
  *   smtpd_i_auth_response   one client line while a challenge is open
- *   smtpd_i_auth_resume     the host's verdict after a deferred step
  *   smtpd_i_auth_reset      dispose of any exchange in progress
- *   smtpd_i_auth_mechanisms the EHLO AUTH list for this channel
+ *   smtpd_i_auth_advertise  the EHLO AUTH line for this channel
  *   smtpd_i_sasl_channel    what the backend may know of the channel
+ *
+ * A deferred backend step is a decision whose resume lives here; replies,
+ * notices and close come from the layers below (reply.c, state.c).
  *
  * The backend sees decoded bytes only; base64, "*", the line limit and
  * every reply are handled here. Each exchange gets fresh backend state and
@@ -30,31 +32,52 @@ void smtpd_i_sasl_channel(const smtpd_session *s, smtpd_sasl_channel *ch) {
   ch->client_addr = s->client_addr;
 }
 
-size_t smtpd_i_auth_mechanisms(smtpd_session *s, char *buf, size_t cap) {
+/* The backend answers how long its list is (snprintf style): a list
+ * longer than the stack buffer is fetched again into one that fits. */
+int smtpd_i_auth_advertise(smtpd_session *s) {
   const smtpd_sasl_backend *b = s->cfg->sasl;
   smtpd_sasl_channel ch;
-  int n;
-  size_t i;
-  if (!b || cap == 0)
+  char stackbuf[256], *buf = stackbuf;
+  size_t cap = sizeof stackbuf, i;
+  int n, rv = 0;
+  if (!b)
     return 0;
-  buf[0] = '\0';
   smtpd_i_sasl_channel(s, &ch);
+  buf[0] = '\0';
   n = b->mechanisms(b->ctx, &ch, buf, cap);
+  if (n > 0 && (size_t)n >= cap && (size_t)n < 65536) {
+    cap = (size_t)n + 1;
+    buf = smtpd_i_alloc(&s->cfg->mem, cap);
+    if (!buf) {
+      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+      return SMTPD_ERR_NOMEM;
+    }
+    buf[0] = '\0';
+    n = b->mechanisms(b->ctx, &ch, buf, cap);
+  }
   if (n <= 0 || (size_t)n >= cap)
-    return 0;
+    goto out;
   for (i = 0; i < (size_t)n; i++) /* never let a backend break the reply */
     if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] > 0x7e)
-      return 0;
-  return (size_t)n;
+      goto out;
+  rv = smtpd_i_reply_n(s, 250, '-', NULL, 0, "AUTH ", 5, buf, (size_t)n);
+out:
+  if (buf != stackbuf)
+    smtpd_i_free(&s->cfg->mem, buf);
+  return rv;
 }
+
+static void auth_resume(smtpd_session *s, smtpd_verdict verdict);
+static const smtpd_i_decision auth_decision = {K_AUTH, D_REPLY_NONE, NULL,
+                                               auth_resume};
 
 void smtpd_i_auth_reset(smtpd_session *s) {
   const smtpd_sasl_backend *b = s->cfg->sasl;
   if (s->sasl_exch && b)
     b->dispose(s->sasl_exch);
   s->sasl_exch = NULL;
-  if (s->pending == PEND_AUTH)
-    s->pending = PEND_NONE;
+  if (s->pending == &auth_decision)
+    s->pending = NULL;
   if (s->state == ST_AUTH)
     s->state = ST_CMD;
 }
@@ -109,26 +132,7 @@ static void failed(smtpd_session *s, const char *reason, const char *who) {
 
 /* 334 <base64 challenge> */
 static void challenge(smtpd_session *s, const smtpd_sasl_out *out) {
-  char stackbuf[2048];
-  char *buf = stackbuf;
-  size_t need = 4 + ((out->challenge_len + 2) / 3) * 4 + 1;
-  long n;
-  if (need > sizeof stackbuf) {
-    buf = smtpd_i_alloc(&s->cfg->mem, need);
-    if (!buf) {
-      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
-      return;
-    }
-  }
-  memcpy(buf, "334 ", 4);
-  n = smtpd_i_base64_encode(out->challenge, out->challenge_len, buf + 4,
-                            need - 4);
-  if (n >= 0) {
-    smtpd_i_append(s, buf, 4 + (size_t)n);
-    smtpd_i_append(s, "\r\n", 2);
-  }
-  if (buf != stackbuf)
-    smtpd_i_free(&s->cfg->mem, buf);
+  smtpd_i_reply_base64(s, 334, out->challenge, out->challenge_len);
   s->state = ST_AUTH;
   smtpd_i_set_sync_mark(s);
 }
@@ -181,8 +185,8 @@ static void handle(smtpd_session *s, int st, const smtpd_sasl_out *out) {
                            "Error: malformed authentication response", 0);
     return;
   case SMTPD_SASL_DEFER:
-    if (s->pending == PEND_NONE && s->sasl_exch) {
-      s->pending = PEND_AUTH;
+    if (s->pending == NULL && s->sasl_exch) {
+      s->pending = &auth_decision;
       return;
     }
     /* DEFER without state to resume, or twice: a backend bug */
@@ -229,11 +233,6 @@ void smtpd_i_auth_command(smtpd_session *s, char *arg) {
   }
   if (s->auth_user) {
     smtpd_i_protocol_error(s, 503, "5.5.1", "Error: already authenticated", 0);
-    return;
-  }
-  if (s->in_mail) {
-    smtpd_i_protocol_error(s, 503, "5.5.1",
-                           "Error: MAIL transaction in progress", 0);
     return;
   }
   mech = arg;
@@ -312,10 +311,16 @@ void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len) {
   handle(s, st, &out);
 }
 
-void smtpd_i_auth_resume(smtpd_session *s, int verdict) {
+static void auth_resume(smtpd_session *s, smtpd_verdict verdict) {
   const smtpd_sasl_backend *b = s->cfg->sasl;
   smtpd_sasl_out out;
   int st;
+  s->pending = NULL;
+  if (verdict == SMTPD_DISCONNECT || verdict == SMTPD_ABORT) {
+    smtpd_i_auth_reset(s);
+    smtpd_i_end_by_host(s, verdict);
+    return;
+  }
   memset(&out, 0, sizeof out);
   if (!b || !b->resume || !s->sasl_exch)
     st = SMTPD_SASL_TEMPFAIL;

@@ -3,6 +3,7 @@
  *
  *   smtpd_config_new, smtpd_config_del, smtpd_config_set_* / get_*
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,25 +13,37 @@
 static int add_line(const smtpd_mem *m, char **buf, size_t *len,
                     const char *a, const char *b) {
   size_t la = strlen(a), lb = b ? strlen(b) : 0;
-  char *p = smtpd_i_realloc(m, *buf, *len + 4 + la + lb + 3);
+  size_t n = smtpd_i_line_size(0, la, lb);
+  char *p = smtpd_i_realloc(m, *buf, *len + n);
   if (!p)
     return SMTPD_ERR_NOMEM;
-  memcpy(p + *len, "250-", 4);
-  memcpy(p + *len + 4, a, la);
-  if (lb)
-    memcpy(p + *len + 4 + la, b, lb);
-  memcpy(p + *len + 4 + la + lb, "\r\n", 3);
-  *len += 4 + la + lb + 2;
+  smtpd_i_format_line(p + *len, 250, '-', NULL, 0, a, la, b, lb);
+  *len += n;
   *buf = p;
   return 0;
 }
 
-/* Rebuild the fixed parts of the EHLO reply (see internal.h). */
+/* Rebuild the greeting and the fixed parts of the EHLO reply (see
+ * internal.h). */
 int smtpd_i_config_rebuild(smtpd_config *c) {
   const smtpd_mem *m = &c->mem;
-  char *pre = NULL, *post = NULL, num[24];
-  size_t pl = 0, ql = 0, i;
-  int rv = add_line(m, &pre, &pl, c->hostname, NULL);
+  char *pre = NULL, *post = NULL, *greet, num[24];
+  size_t pl = 0, ql = 0, i, hl = strlen(c->hostname), bl = strlen(c->banner);
+  int rv;
+  greet = smtpd_i_alloc(m, smtpd_i_line_size(0, hl + 1, bl));
+  if (!greet)
+    return SMTPD_ERR_NOMEM;
+  smtpd_i_free(m, c->greeting);
+  c->greeting = greet;
+  c->greeting_len =
+      smtpd_i_format_line(greet, 220, ' ', NULL, 0, c->hostname, hl, NULL, 0);
+  /* the separator space then the banner, before CRLF */
+  greet[c->greeting_len - 2] = ' ';
+  memcpy(greet + c->greeting_len - 1, c->banner, bl);
+  c->greeting_len += bl + 1;
+  greet[c->greeting_len - 2] = '\r';
+  greet[c->greeting_len - 1] = '\n';
+  rv = add_line(m, &pre, &pl, c->hostname, NULL);
   if (!rv && c->options[SMTPD_OPT_PIPELINING])
     rv = add_line(m, &pre, &pl, "PIPELINING", NULL);
   if (!rv && c->options[SMTPD_OPT_SIZE]) {
@@ -118,6 +131,7 @@ void smtpd_config_del(smtpd_config *c) {
     return;
   smtpd_i_free(&c->mem, c->hostname);
   smtpd_i_free(&c->mem, c->banner);
+  smtpd_i_free(&c->mem, c->greeting);
   smtpd_i_free(&c->mem, c->ehlo_pre);
   smtpd_i_free(&c->mem, c->ehlo_post);
   for (i = 0; i < c->n_ehlo_extra; i++)
@@ -154,9 +168,11 @@ int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
 }
 
 int smtpd_config_set_banner(smtpd_config *c, const char *text) {
+  int rv;
   if (!c || !text || !printable(text, 1, 400))
     return SMTPD_ERR_INVALID_ARGUMENT;
-  return replace_string(c, &c->banner, text);
+  rv = replace_string(c, &c->banner, text);
+  return rv ? rv : smtpd_i_config_rebuild(c);
 }
 
 int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
@@ -192,10 +208,12 @@ int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
   return which == SMTPD_LIMIT_MESSAGE_SIZE ? smtpd_i_config_rebuild(c) : 0;
 }
 
-uint64_t smtpd_config_get_limit(const smtpd_config *c, smtpd_limit which) {
-  if (!c || (unsigned)which >= SMTPD_LIMIT_COUNT_)
-    return 0;
-  return c->limits[which];
+int smtpd_config_get_limit(const smtpd_config *c, smtpd_limit which,
+                           uint64_t *value) {
+  if (!c || !value || (unsigned)which >= SMTPD_LIMIT_COUNT_)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  *value = c->limits[which];
+  return 0;
 }
 
 int smtpd_config_set_timeout(smtpd_config *c, smtpd_timeout which,
@@ -213,10 +231,12 @@ int smtpd_config_set_option(smtpd_config *c, smtpd_option opt, int on) {
   return smtpd_i_config_rebuild(c);
 }
 
-int smtpd_config_get_option(const smtpd_config *c, smtpd_option opt) {
-  if (!c || (unsigned)opt >= SMTPD_OPT_COUNT_)
+int smtpd_config_get_option(const smtpd_config *c, smtpd_option opt,
+                            int *on) {
+  if (!c || !on || (unsigned)opt >= SMTPD_OPT_COUNT_)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  return c->options[opt];
+  *on = c->options[opt];
+  return 0;
 }
 
 int smtpd_config_set_line_ending(smtpd_config *c, smtpd_line_ending p) {
@@ -253,10 +273,99 @@ int smtpd_config_add_ehlo_keyword(smtpd_config *c, const char *kw) {
   return smtpd_i_config_rebuild(c);
 }
 
+/* How many octets of smtpd_sasl_backend each version had. */
+static size_t backend_size(unsigned version) {
+  switch (version) {
+  case 1:
+    return offsetof(smtpd_sasl_backend, destroy);
+  case 2:
+    return sizeof(smtpd_sasl_backend);
+  default:
+    return 0;
+  }
+}
+
 int smtpd_config_set_sasl(smtpd_config *c, const smtpd_sasl_backend *b) {
-  if (!c || (b && (b->version != SMTPD_SASL_BACKEND_VERSION || !b->start ||
-                   !b->mechanisms || !b->dispose)))
+  if (!c)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  c->sasl = b;
+  if (!b) {
+    c->sasl = NULL;
+    return 0;
+  }
+  if (b->version > SMTPD_SASL_BACKEND_VERSION)
+    return SMTPD_ERR_UNSUPPORTED;
+  if (b->version < 1 || !b->start || !b->mechanisms || !b->dispose)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  /* the table is copied by its version: newer members stay NULL */
+  memset(&c->sasl_copy, 0, sizeof c->sasl_copy);
+  memcpy(&c->sasl_copy, b, backend_size(b->version));
+  c->sasl = &c->sasl_copy;
+  return 0;
+}
+
+/* "A".."Z", "0".."9", "-"; upper-cased into dst (cap incl. NUL). */
+static int keyword_upper(char *dst, size_t cap, const char *src) {
+  size_t i;
+  for (i = 0; src[i]; i++) {
+    char ch = src[i];
+    if (i + 1 >= cap)
+      return -1;
+    if (ch >= 'a' && ch <= 'z')
+      ch = (char)(ch - 32);
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          (ch == '-' && i > 0)))
+      return -1;
+    dst[i] = ch;
+  }
+  dst[i] = '\0';
+  return i ? 0 : -1;
+}
+
+int smtpd_config_add_command(smtpd_config *c, const char *verb,
+                             unsigned flags) {
+  static const char *const core[] = {"HELO", "EHLO", "MAIL", "RCPT",
+                                     "DATA", "RSET", "NOOP", "QUIT",
+                                     "VRFY", "EXPN", "HELP", "AUTH",
+                                     "STARTTLS"};
+  char up[SMTPD_I_MAX_VERB + 1];
+  size_t i;
+  if (!c || !verb || keyword_upper(up, sizeof up, verb) ||
+      (flags & ~(unsigned)0x7f))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  for (i = 0; i < sizeof core / sizeof core[0]; i++)
+    if (!strcmp(up, core[i]))
+      return SMTPD_ERR_INVALID_STATE;
+  for (i = 0; i < c->ncmds && strcmp(c->cmds[i].verb, up); i++)
+    ;
+  if (i == c->ncmds) {
+    if (c->ncmds >= SMTPD_I_MAX_HOST_CMDS)
+      return SMTPD_ERR_INVALID_STATE;
+    c->ncmds++;
+  }
+  memcpy(c->cmds[i].verb, up, strlen(up) + 1);
+  c->cmds[i].len = (unsigned char)strlen(up);
+  c->cmds[i].flags = flags;
+  return 0;
+}
+
+int smtpd_config_add_param(smtpd_config *c, unsigned where,
+                           const char *keyword, smtpd_param_value value) {
+  char up[sizeof c->params[0].keyword];
+  size_t i;
+  if (!c || !keyword || !where ||
+      (where & ~(SMTPD_PARAM_MAIL | SMTPD_PARAM_RCPT)) ||
+      (unsigned)value > SMTPD_PARAM_OPTIONAL_VALUE ||
+      keyword_upper(up, sizeof up, keyword))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  for (i = 0; i < c->nparams && strcmp(c->params[i].keyword, up); i++)
+    ;
+  if (i == c->nparams) {
+    if (c->nparams >= SMTPD_I_MAX_DECLARED)
+      return SMTPD_ERR_INVALID_STATE;
+    c->nparams++;
+  }
+  memcpy(c->params[i].keyword, up, strlen(up) + 1);
+  c->params[i].where = where;
+  c->params[i].value = value;
   return 0;
 }

@@ -1,11 +1,22 @@
 /*
  * internal.h - internal: the session and config structures shared by the
- * core's modules (session.c, data.c, auth.c, config.c, util.c).
+ * core's modules, and each module's entry points, listed from the bottom
+ * layer up. A module calls only modules listed above it here (see
+ * docs/architecture.md):
  *
- *   smtpd_i_alloc / smtpd_i_free / smtpd_i_realloc   allocator hook use
- *   smtpd_i_reply*        queue a reply (session.c)
- *   smtpd_i_data_*        DATA body scanner (data.c)
- *   smtpd_i_auth_*        AUTH exchange (auth.c)
+ *   util.c         allocator hook, error strings, neutering
+ *   parse.c        argument parsers (parse.h)
+ *   reply.c        the one reply formatter, the output queue, the default
+ *                  reply table
+ *   state.c        notices, errors, close, transaction and arena
+ *   decide.c       running a decision callback and applying its verdict
+ *   body.c         DATA body scanner
+ *   auth.c         AUTH exchange framing
+ *   commands.c     what each command does, and its decision's effect
+ *   dispatch.c     the command table: lookup, flag checks, host verbs
+ *   input.c        input framing: command lines, AUTH lines, body
+ *   session.c      the public session API
+ *   config.c       the public config API
  */
 #ifndef SMTPD_LIB_INTERNAL_H
 #define SMTPD_LIB_INTERNAL_H
@@ -18,8 +29,23 @@
 #include "smtpd/sasl.h"
 
 #define SMTPD_I_MAX_EHLO_EXTRA 16
-#define SMTPD_I_MAX_PARAMS 16
-#define SMTPD_I_REPLY_MAX 2048 /* host-set reply, formatted */
+#define SMTPD_I_MAX_PARAMS 16     /* parameters on one MAIL/RCPT line */
+#define SMTPD_I_MAX_DECLARED 32   /* host-declared parameters */
+#define SMTPD_I_MAX_HOST_CMDS 32  /* host-registered verbs */
+#define SMTPD_I_MAX_VERB 16
+#define SMTPD_I_REPLY_MAX 2048    /* host-set reply, formatted */
+
+typedef struct smtpd_i_param_decl {
+  char keyword[64];
+  unsigned where;
+  smtpd_param_value value;
+} smtpd_i_param_decl;
+
+typedef struct smtpd_i_host_cmd {
+  char verb[SMTPD_I_MAX_VERB + 1];
+  unsigned char len;
+  unsigned flags;
+} smtpd_i_host_cmd;
 
 struct smtpd_config {
   smtpd_mem mem;
@@ -33,12 +59,19 @@ struct smtpd_config {
   smtpd_long_line long_line;
   char *ehlo_extra[SMTPD_I_MAX_EHLO_EXTRA];
   size_t n_ehlo_extra;
-  const smtpd_sasl_backend *sasl;
+  const smtpd_sasl_backend *sasl; /* &sasl_copy, or NULL */
+  smtpd_sasl_backend sasl_copy;   /* copied by the table's version */
+  smtpd_i_param_decl params[SMTPD_I_MAX_DECLARED];
+  size_t nparams;
+  smtpd_i_host_cmd cmds[SMTPD_I_MAX_HOST_CMDS];
+  size_t ncmds;
   /* EHLO reply pieces rebuilt by every setter: the lines before
    * STARTTLS/AUTH ("250-host" ... "250-VRFY") and after them, each line
    * ending CRLF and using '-' */
   char *ehlo_pre, *ehlo_post;
   size_t ehlo_pre_len, ehlo_post_len;
+  char *greeting; /* "220 <hostname> <banner>" CRLF */
+  size_t greeting_len;
 };
 
 int smtpd_i_config_rebuild(smtpd_config *c);
@@ -54,21 +87,45 @@ typedef enum {
   ST_CLOSED      /* closing: nothing more is read */
 } smtpd_i_state;
 
-/* Which decision is outstanding (also: which callback is running). */
+/* Which default replies a decision uses (reply.c's table). */
 typedef enum {
-  PEND_NONE = 0,
-  PEND_CONNECT,
-  PEND_HELO,
-  PEND_MAIL,
-  PEND_RCPT,
-  PEND_DATA,
-  PEND_DATA_COMPLETE,
-  PEND_VRFY,
-  PEND_BODY,
-  PEND_AUTH
-} smtpd_i_pending;
+  K_CONNECT = 0,
+  K_HELO,
+  K_MAIL,
+  K_RCPT,
+  K_DATA,
+  K_DATA_COMPLETE,
+  K_RCPT_DATA,
+  K_VRFY,
+  K_STARTTLS,
+  K_COMMAND,
+  K_BODY,
+  K_AUTH,
+  K_COUNT_
+} smtpd_i_kind;
 
-/* Body scanner position (data.c). */
+/* Rules for smtpd_session_set_reply during a decision. */
+#define D_REPLY_354 0x1u     /* 354 allowed (DATA start) */
+#define D_REPLY_NO_2XX 0x2u  /* no 2xx but 220 (connect) */
+#define D_REPLY_FAIL 0x4u    /* 4xx/5xx only (body) */
+#define D_REPLY_NONE 0x8u    /* no host reply at all (AUTH) */
+#define D_OWN_SUCCESS 0x10u  /* on accept, apply() writes the reply */
+
+/* A decision: its default replies, what accepting or refusing does, and
+ * (for decisions resumed differently) its resume. Each command-table row
+ * points at its command's decision, so the decision code never names a
+ * command. */
+typedef struct smtpd_i_decision {
+  smtpd_i_kind kind;
+  unsigned flags;
+  /* after the reply was written (before, with D_OWN_SUCCESS and accepted);
+   * host_reply: the host set the reply */
+  void (*apply)(smtpd_session *s, int accepted, int host_reply);
+  /* resume in place of smtpd_i_apply, when not NULL */
+  void (*resume)(smtpd_session *s, smtpd_verdict v);
+} smtpd_i_decision;
+
+/* Body scanner position (body.c). */
 typedef enum {
   DS_LINE_START = 0, /* after CRLF (or at body start) */
   DS_DOT,            /* "." at line start */
@@ -97,11 +154,14 @@ typedef struct arena_chunk {
 struct smtpd_session {
   const smtpd_config *cfg;
   smtpd_callbacks cb;
+  unsigned cb_version;
   void *ud;
 
   smtpd_i_state state;
-  smtpd_i_pending pending;   /* deferred decision awaiting resume */
-  smtpd_i_pending in_cb;     /* decision callback running (set_reply) */
+  const smtpd_i_decision *pending; /* deferred decision awaiting resume */
+  const smtpd_i_decision *in_cb;   /* decision callback running */
+  unsigned dec_flags;        /* command flags of the decision in progress */
+  unsigned effects;          /* smtpd_session_set_effects, host command */
   int broken;                /* fatal error code, 0 if fine */
   unsigned started : 1, implicit_tls : 1, tls : 1, esmtp : 1, helo_seen : 1,
       in_mail : 1, smtputf8 : 1, skipping : 1, reply_set : 1,
@@ -131,6 +191,8 @@ struct smtpd_session {
   char *helo;       /* verbatim */
   char *helo_safe;  /* neutered */
   size_t helo_cap;
+  char *scratch;    /* neutered HELO argument during on_helo */
+  size_t scratch_cap;
   char *client_addr, *client_rdns;
   smtpd_tls_info tls_info;
   char *tls_strings; /* storage for tls_info strings */
@@ -142,6 +204,7 @@ struct smtpd_session {
   char **rcpts;
   size_t nrcpts, rcpts_cap;
   smtpd_body_type body_type;
+  size_t rcpt_reply; /* next recipient to answer (REPLY_PER_RCPT) */
 
   /* pending decision details (pointers into line buffer / arena) */
   struct {
@@ -164,53 +227,173 @@ struct smtpd_session {
   char sasl_mech[24];
 };
 
-/* allocation (util.c) */
+/* ---- util.c ------------------------------------------------------------ */
 void *smtpd_i_alloc(const smtpd_mem *m, size_t n);
 void *smtpd_i_calloc(const smtpd_mem *m, size_t n, size_t size);
 void *smtpd_i_realloc(const smtpd_mem *m, void *p, size_t n);
 void smtpd_i_free(const smtpd_mem *m, void *p);
 char *smtpd_i_strdup(const smtpd_mem *m, const char *s);
 const smtpd_mem *smtpd_i_default_mem(void);
+/* a[0..n) equals upper[0..n) ignoring the case of ASCII letters in a. */
+static inline int smtpd_i_ieq(const char *a, const char *upper, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)upper[i];
+    if (x >= 'a' && x <= 'z')
+      x = (unsigned char)(x - 32);
+    if (x != y)
+      return 0;
+  }
+  return 1;
+}
 
-/* session.c services used by data.c and auth.c */
+/* ---- reply.c ----------------------------------------------------------- */
+/* The one reply formatter: a reply line "CCC" sep [enh " "] a b CRLF
+ * into dst (room for smtpd_i_line_size octets); returns its length.
+ * Inline: it is on every command's path. */
+static inline size_t smtpd_i_line_size(size_t elen, size_t la, size_t lb) {
+  return 4 + (elen ? elen + 1 : 0) + la + lb + 2;
+}
+static inline size_t smtpd_i_format_line(char *dst, int code, char sep,
+                                         const char *enh, size_t elen,
+                                         const char *a, size_t la,
+                                         const char *b, size_t lb) {
+  char *w = dst;
+  w[0] = (char)('0' + code / 100);
+  w[1] = (char)('0' + code / 10 % 10);
+  w[2] = (char)('0' + code % 10);
+  w[3] = sep;
+  w += 4;
+  if (elen) {
+    memcpy(w, enh, elen);
+    w[elen] = ' ';
+    w += elen + 1;
+  }
+  if (la)
+    memcpy(w, a, la), w += la;
+  if (lb)
+    memcpy(w, b, lb), w += lb;
+  w[0] = '\r';
+  w[1] = '\n';
+  return (size_t)(w + 2 - dst);
+}
+void smtpd_i_fail(smtpd_session *s, int err);
+int smtpd_i_append(smtpd_session *s, const void *p, size_t n);
 /* smtpd_i_reply is a macro so that strlen of literal texts folds at the
  * call site: replies are on every command's path. */
-int smtpd_i_reply_n(smtpd_session *s, int code, const char *enh, size_t elen,
-                    const char *text, size_t tlen);
+int smtpd_i_reply_n(smtpd_session *s, int code, char sep, const char *enh,
+                    size_t elen, const char *a, size_t la, const char *b,
+                    size_t lb);
 static inline size_t smtpd_i_slen(const char *p) {
   return p ? strlen(p) : 0;
 }
 #define smtpd_i_reply(s, code, enh, text)                                   \
-  smtpd_i_reply_n((s), (code), (enh), smtpd_i_slen(enh), (text),           \
-                  strlen(text))
+  smtpd_i_reply_n((s), (code), ' ', (enh), smtpd_i_slen(enh), (text),      \
+                  strlen(text), NULL, 0)
 /* reply "code enh <hostname> text" */
 int smtpd_i_reply_host(smtpd_session *s, int code, const char *enh,
                        const char *text);
-int smtpd_i_append(smtpd_session *s, const void *p, size_t n);
-void smtpd_i_protocol_error(smtpd_session *s, int code, const char *enh,
-                            const char *text, int with_host);
-void smtpd_i_close(smtpd_session *s, smtpd_close_reason why);
+int smtpd_i_greet(smtpd_session *s);
+int smtpd_i_reply_base64(smtpd_session *s, int code, const uint8_t *data,
+                         size_t len);
+void smtpd_i_set_sync_mark(smtpd_session *s);
+
+typedef struct smtpd_i_dreply {
+  int code;
+  const char *enh;  /* "" when none */
+  unsigned char elen;
+  const char *text; /* "" with 220: the greeting; with 250: hostname */
+  unsigned char tlen;
+  unsigned char with_host; /* "code enh <hostname> text" */
+  const char *line;        /* the whole line, CRLF included */
+  size_t line_len;         /* unused without text (greeting, hostname) */
+  const char *plain;       /* the same without the enhanced code */
+  size_t plain_len;
+} smtpd_i_dreply;
+/* the default reply table: [kind][0 accept, 1 reject, 2 tempfail] */
+extern const smtpd_i_dreply smtpd_i_defaults[K_COUNT_][3];
+extern const smtpd_i_dreply smtpd_i_host_close; /* 421 4.3.2 */
+/* the default reply of a decision kind for verdict v (ACCEPT, REJECT,
+ * TEMPFAIL; DISCONNECT and ABORT give the 421) */
+static inline const smtpd_i_dreply *smtpd_i_default_reply(smtpd_i_kind kind,
+                                                          int v) {
+  if (v == SMTPD_DISCONNECT || v == SMTPD_ABORT)
+    return &smtpd_i_host_close;
+  return &smtpd_i_defaults[kind][v == SMTPD_ACCEPT   ? 0
+                                 : v == SMTPD_REJECT ? 1
+                                                     : 2];
+}
+int smtpd_i_write_dreply(smtpd_session *s, const smtpd_i_dreply *d);
+
+/* ---- state.c ----------------------------------------------------------- */
 void smtpd_i_notice(smtpd_session *s, smtpd_notice_type type, int code,
                     uint64_t count);
-void smtpd_i_reset_transaction(smtpd_session *s);
-void smtpd_i_fail(smtpd_session *s, int err);
-void smtpd_i_set_sync_mark(smtpd_session *s);
-void smtpd_i_apply(smtpd_session *s, smtpd_i_pending kind, int verdict);
+void smtpd_i_close(smtpd_session *s, smtpd_close_reason why);
 void smtpd_i_bump_errors(smtpd_session *s);
+/* A reply caused by a client mistake: reply, notice, count. */
+void smtpd_i_protocol_error(smtpd_session *s, int code, const char *enh,
+                            const char *text, int with_host);
+void *smtpd_i_arena_alloc(smtpd_session *s, size_t n);
+char *smtpd_i_arena_strdup(smtpd_session *s, const char *str);
+void smtpd_i_arena_free(smtpd_session *s);
+int smtpd_i_add_rcpt(smtpd_session *s, const char *addr);
+void smtpd_i_reset_transaction(smtpd_session *s);
 
-/* data.c */
-void smtpd_i_data_begin(smtpd_session *s);
-const uint8_t *smtpd_i_data_scan(smtpd_session *s, const uint8_t *p,
-                                 const uint8_t *end);
-void smtpd_i_end_of_data(smtpd_session *s); /* session.c */
-void smtpd_i_data_resume_body(smtpd_session *s, int verdict);
+/* ---- decide.c (running a decision: decide.h) ------------------------- */
+void smtpd_i_apply(smtpd_session *s, const smtpd_i_decision *d,
+                   smtpd_verdict v);
+/* DISCONNECT or ABORT: the 421 (the host's if it set a 421) and close */
+void smtpd_i_end_by_host(smtpd_session *s, smtpd_verdict v);
 
-/* auth.c */
+/* ---- body.c ------------------------------------------------------------ */
+void smtpd_i_body_begin(smtpd_session *s);
+/* Scan body input; *ended is set when <CRLF>.<CRLF> was read (the state
+ * is then ST_CMD and the caller answers the message). */
+const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
+                                 const uint8_t *end, int *ended);
+
+/* ---- auth.c ------------------------------------------------------------ */
 void smtpd_i_auth_command(smtpd_session *s, char *arg);
 void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len);
-void smtpd_i_auth_resume(smtpd_session *s, int verdict);
 void smtpd_i_auth_reset(smtpd_session *s);
-size_t smtpd_i_auth_mechanisms(smtpd_session *s, char *buf, size_t cap);
+/* the "250-AUTH mechs" EHLO line for this channel, if any */
+int smtpd_i_auth_advertise(smtpd_session *s);
 void smtpd_i_sasl_channel(const smtpd_session *s, smtpd_sasl_channel *ch);
+
+/* ---- commands.c -------------------------------------------------------- */
+typedef struct smtpd_i_row smtpd_i_row;
+typedef void smtpd_i_handler(smtpd_session *s, const smtpd_i_row *row,
+                             char *arg);
+/* One command: its verb, flags, handler and decision. */
+struct smtpd_i_row {
+  const char *verb;
+  unsigned char len;
+  unsigned flags;
+  smtpd_i_handler *run;
+  const smtpd_i_decision *decision; /* NULL: answered without one */
+  const char *in_mail_text; /* NO_MAIL refusal; NULL: the generic one */
+};
+extern const smtpd_i_decision smtpd_i_dec_connect;
+extern const smtpd_i_decision smtpd_i_dec_helo;
+extern const smtpd_i_decision smtpd_i_dec_mail;
+extern const smtpd_i_decision smtpd_i_dec_rcpt;
+extern const smtpd_i_decision smtpd_i_dec_data;
+extern const smtpd_i_decision smtpd_i_dec_vrfy;
+extern const smtpd_i_decision smtpd_i_dec_starttls;
+extern const smtpd_i_decision smtpd_i_dec_command;
+smtpd_i_handler smtpd_i_cmd_helo, smtpd_i_cmd_ehlo, smtpd_i_cmd_mail,
+    smtpd_i_cmd_rcpt, smtpd_i_cmd_data, smtpd_i_cmd_rset, smtpd_i_cmd_noop,
+    smtpd_i_cmd_quit, smtpd_i_cmd_vrfy, smtpd_i_cmd_expn, smtpd_i_cmd_help,
+    smtpd_i_cmd_starttls, smtpd_i_cmd_auth, smtpd_i_cmd_host;
+void smtpd_i_connect(smtpd_session *s);
+void smtpd_i_end_of_data(smtpd_session *s);
+
+/* ---- dispatch.c -------------------------------------------------------- */
+/* A complete command line (NUL-terminated, no CRLF). */
+void smtpd_i_dispatch(smtpd_session *s, char *line);
+
+/* ---- input.c ----------------------------------------------------------- */
+const uint8_t *smtpd_i_input(smtpd_session *s, const uint8_t *p,
+                             const uint8_t *end);
 
 #endif /* SMTPD_LIB_INTERNAL_H */

@@ -168,23 +168,48 @@ static void tb_esc(tbuf *t, const unsigned char *b, size_t n) {
 /* ---- parsed transcript --------------------------------------------------- */
 
 enum item_type {
-  IT_CFG = 1, IT_DECIDE, IT_C, IT_BREAK, IT_S, IT_NOTHING, IT_CLOSED,
-  IT_E, IT_ENOT, IT_B, IT_T, IT_ACTION
+  IT_CFG = 1, IT_DECIDE, IT_EFFECTS, IT_C, IT_BREAK, IT_S, IT_NOTHING,
+  IT_CLOSED, IT_E, IT_ENOT, IT_B, IT_T, IT_ACTION
 };
 
 enum cfg_kind {
   CFG_HOSTNAME = 1, CFG_BANNER, CFG_LIMIT, CFG_TIMEOUT, CFG_OPTION,
   CFG_LINE_ENDING, CFG_SYNC, CFG_LONG_LINE, CFG_EHLO_KEYWORD, CFG_CLIENT,
-  CFG_IMPLICIT_TLS, CFG_SPLIT, CFG_SASL
+  CFG_IMPLICIT_TLS, CFG_SPLIT, CFG_SASL, CFG_PARAM, CFG_COMMAND
 };
 
+/* Decision events: the callbacks that return an smtpd_verdict. */
 enum ev_kind {
   EV_CONNECT = 0, EV_HELO, EV_MAIL, EV_RCPT, EV_DATA, EV_DATA_COMPLETE,
-  EV_VRFY, EV_BODY, EV_COUNT_
+  EV_VRFY, EV_BODY, EV_STARTTLS, EV_COMMAND, EV_DATA_COMPLETE_RCPT,
+  EV_COUNT_
 };
 static const char *const ev_names[EV_COUNT_] = {
-  "connect", "helo", "mail", "rcpt", "data", "data-complete", "vrfy", "body"
+  "connect", "helo", "mail", "rcpt", "data", "data-complete", "vrfy", "body",
+  "starttls", "command", "data-complete-rcpt"
 };
+
+/* @command flags and @effects flags, by name. */
+typedef struct flag_name {
+  const char *name;
+  unsigned flag;
+} flag_name;
+static const flag_name cmd_flags[] = {
+  {"ends-group", SMTPD_CMD_ENDS_GROUP},   {"before-tls", SMTPD_CMD_BEFORE_TLS},
+  {"before-auth", SMTPD_CMD_BEFORE_AUTH}, {"needs-helo", SMTPD_CMD_NEEDS_HELO},
+  {"needs-mail", SMTPD_CMD_NEEDS_MAIL},   {"needs-rcpt", SMTPD_CMD_NEEDS_RCPT},
+  {"no-mail", SMTPD_CMD_NO_MAIL}
+};
+static const flag_name effect_flags[] = {
+  {"reset-transaction", SMTPD_EFFECT_RESET_TRANSACTION},
+  {"reset-helo", SMTPD_EFFECT_RESET_HELO},
+  {"regreet", SMTPD_EFFECT_REGREET}
+};
+
+/* parse_flags - the words up to end as flags of table t; -1 for an
+ * unknown word. */
+static int parse_flags(const char *s, const char *end, const flag_name *t,
+                       size_t nt, unsigned *out, size_t *count);
 
 enum action_kind { ACT_TIMEOUT = 1, ACT_TLS, ACT_CLOSE, ACT_RESUME };
 
@@ -225,6 +250,8 @@ typedef struct parsed {
   smtpd_transcript_split split;
   size_t chunk;
   int uses_vrfy;         /* an @on/@every vrfy exists: install on_vrfy */
+  int uses_command;      /* an @on/@every command or @effects exists:
+                            install on_command */
 } parsed;
 
 static const unsigned char *P(const parsed *p, span s) {
@@ -391,7 +418,27 @@ static int parse_verdict(const char *w, size_t n) {
   if (weq(w, n, "reject")) return SMTPD_REJECT;
   if (weq(w, n, "tempfail")) return SMTPD_TEMPFAIL;
   if (weq(w, n, "defer")) return SMTPD_DEFER;
+  if (weq(w, n, "disconnect")) return SMTPD_DISCONNECT;
+  if (weq(w, n, "abort")) return SMTPD_ABORT;
   return -1;
+}
+
+static int parse_flags(const char *s, const char *end, const flag_name *t,
+                       size_t nt, unsigned *out, size_t *count) {
+  const char *w;
+  size_t n, k;
+  *out = 0;
+  *count = 0;
+  while ((n = word(&s, end, &w)) != 0) {
+    for (k = 0; k < nt; k++)
+      if (weq(w, n, t[k].name))
+        break;
+    if (k == nt)
+      return -1;
+    *out |= t[k].flag;
+    (*count)++;
+  }
+  return 0;
 }
 
 static int is_enh(const char *w, size_t n) {
@@ -478,17 +525,20 @@ static int parse_directive(parsed *p, item *it, const char *s,
       if (weq(w, n, ev_names[k]))
         break;
     if (k == EV_COUNT_) {
-      *err = "unknown event (connect helo mail rcpt data data-complete vrfy "
-             "body)";
+      *err = "unknown event (connect helo mail rcpt data data-complete "
+             "data-complete-rcpt vrfy body starttls command)";
       return -1;
     }
     it->sub = k;
     if (k == EV_VRFY)
       p->uses_vrfy = 1;
+    if (k == EV_COMMAND)
+      p->uses_command = 1;
     n = word(&s, end, &w);
     v = parse_verdict(w, n);
     if (v < 0) {
-      *err = "verdict must be accept, reject, tempfail or defer";
+      *err = "verdict must be accept, reject, tempfail, defer, disconnect "
+             "or abort";
       return -1;
     }
     it->b = v;
@@ -500,17 +550,14 @@ static int parse_directive(parsed *p, item *it, const char *s,
       if (n) {
         v = parse_verdict(w, n);
         if (v < 0 || v == SMTPD_DEFER) {
-          *err = "after defer: accept, reject or tempfail (or nothing)";
+          *err = "after defer: accept, reject, tempfail, disconnect or "
+                 "abort (or nothing)";
           return -1;
         }
         it->autoverdict = v;
       } else {
         s = save;
       }
-    }
-    if (k == EV_BODY && (!it->defer || it->autoverdict > SMTPD_ACCEPT)) {
-      *err = "body decisions are \"defer\" or \"defer accept\"";
-      return -1;
     }
     if (it->defer && it->autoverdict < 0 && s < end) {
       const char *t;
@@ -523,7 +570,79 @@ static int parse_directive(parsed *p, item *it, const char *s,
     return parse_reply(p, s, end, &it->rep, err);
   }
 
+  if (weq(w, n, "effects")) {
+    /* @effects FLAG...: smtpd_session_set_effects in the next command
+     * decision */
+    unsigned fl;
+    size_t cnt;
+    it->type = IT_EFFECTS;
+    it->sub = EV_COMMAND;
+    p->uses_command = 1;
+    if (parse_flags(s, end, effect_flags,
+                    sizeof effect_flags / sizeof effect_flags[0], &fl,
+                    &cnt) < 0 || cnt == 0) {
+      *err = "@effects takes reset-transaction, reset-helo and/or regreet";
+      return -1;
+    }
+    it->a = (int)fl;
+    return 0;
+  }
+
   it->type = IT_CFG;
+  if (weq(w, n, "command")) {
+    /* @command VERB [flag...]: smtpd_config_add_command */
+    unsigned fl;
+    size_t cnt;
+    it->sub = CFG_COMMAND;
+    n = word(&s, end, &w);
+    if (n == 0) {
+      *err = "@command takes a verb and flags";
+      return -1;
+    }
+    if ((rc = unescape(p, w, n, &it->data, err)) < 0)
+      return rc;
+    if (parse_flags(s, end, cmd_flags, sizeof cmd_flags / sizeof cmd_flags[0],
+                    &fl, &cnt) < 0) {
+      *err = "unknown @command flag (ends-group before-tls before-auth "
+             "needs-helo needs-mail needs-rcpt no-mail)";
+      return -1;
+    }
+    it->a = (int)fl;
+    return 0;
+  }
+  if (weq(w, n, "param")) {
+    /* @param mail|rcpt|both KEYWORD none|value|optional */
+    it->sub = CFG_PARAM;
+    n = word(&s, end, &w);
+    if (weq(w, n, "mail")) it->a = (int)SMTPD_PARAM_MAIL;
+    else if (weq(w, n, "rcpt")) it->a = (int)SMTPD_PARAM_RCPT;
+    else if (weq(w, n, "both"))
+      it->a = (int)(SMTPD_PARAM_MAIL | SMTPD_PARAM_RCPT);
+    else {
+      *err = "@param mail|rcpt|both KEYWORD none|value|optional";
+      return -1;
+    }
+    n = word(&s, end, &w);
+    if (n == 0) {
+      *err = "@param mail|rcpt|both KEYWORD none|value|optional";
+      return -1;
+    }
+    if ((rc = unescape(p, w, n, &it->data, err)) < 0)
+      return rc;
+    n = word(&s, end, &w);
+    if (weq(w, n, "none")) it->b = SMTPD_PARAM_NO_VALUE;
+    else if (weq(w, n, "value")) it->b = SMTPD_PARAM_VALUE;
+    else if (weq(w, n, "optional")) it->b = SMTPD_PARAM_OPTIONAL_VALUE;
+    else {
+      *err = "@param value kind is none, value or optional";
+      return -1;
+    }
+    if (word(&s, end, &w) != 0) {
+      *err = "unexpected extra words";
+      return -1;
+    }
+    return 0;
+  }
   if (weq(w, n, "sasl")) {
     /* @sasl USER PASSWORD: the built-in PLAIN/LOGIN backend accepting
      * exactly this user (text after the first space is the password) */
@@ -590,13 +709,14 @@ static int parse_directive(parsed *p, item *it, const char *s,
   } else if (weq(w, n, "option")) {
     static const char *const names[] = {
       "enhancedstatuscodes", "pipelining", "8bitmime", "size", "smtputf8",
-      "vrfy", "starttls", "require-tls", "require-auth", "auth-plaintext"
+      "vrfy", "starttls", "require-tls", "require-auth", "auth-plaintext",
+      "reply-per-rcpt"
     };
     static const int ids[] = {
       SMTPD_OPT_ENHANCEDSTATUSCODES, SMTPD_OPT_PIPELINING,
       SMTPD_OPT_8BITMIME, SMTPD_OPT_SIZE, SMTPD_OPT_SMTPUTF8, SMTPD_OPT_VRFY,
       SMTPD_OPT_STARTTLS, SMTPD_OPT_REQUIRE_TLS, SMTPD_OPT_REQUIRE_AUTH,
-      SMTPD_OPT_AUTH_PLAINTEXT
+      SMTPD_OPT_AUTH_PLAINTEXT, SMTPD_OPT_REPLY_PER_RCPT
     };
     size_t k;
     it->sub = CFG_OPTION;
@@ -732,7 +852,8 @@ static int parse_action(parsed *p, item *it, const char *s, const char *end,
     n = word(&s, end, &w);
     v = parse_verdict(w, n);
     if (v < 0 || v == SMTPD_DEFER) {
-      *err = "!resume accept|reject|tempfail [CODE [ENH] TEXT]";
+      *err = "!resume accept|reject|tempfail|disconnect|abort "
+             "[CODE [ENH] TEXT]";
       return -1;
     }
     it->b = v;
@@ -841,7 +962,8 @@ static int parse(parsed *p, const char *text, size_t len,
     if (it.type == IT_CFG && conversation)
       return perr(res, line, "configuration directives must come before the "
                   "conversation");
-    if (it.type != IT_CFG && it.type != IT_DECIDE && it.type != IT_BREAK)
+    if (it.type != IT_CFG && it.type != IT_DECIDE &&
+        it.type != IT_EFFECTS && it.type != IT_BREAK)
       conversation = 1;
     if (it.type == IT_DECIDE && it.sub == EV_CONNECT && conversation)
       return perr(res, line, "@on/@every connect must come before the "
@@ -893,6 +1015,9 @@ typedef struct run {
   char *sasl_cred;        /* "user password" for it */
   int deferred;           /* a callback returned DEFER, not yet resumed */
   const item *defer_item;
+  int abort_given;        /* a decision (or resume) answered ABORT */
+  int aborted;            /* ... and the call returned CALLBACK_FAILURE:
+                             the session is over, nothing more is fed */
   int closed_asserted;
   unsigned cur_line;      /* transcript line being executed */
 } run;
@@ -1009,7 +1134,7 @@ static void apply_reply(run *r, const reply *rep) {
 }
 
 /* decide - answer a decision callback from the directives. */
-static int decide(run *r, int kind) {
+static smtpd_verdict decide(run *r, int kind) {
   const item *d = NULL;
   size_t i;
   if (r->deferred) {
@@ -1020,7 +1145,7 @@ static int decide(run *r, int kind) {
   }
   for (i = 0; i < r->npushed; i++) {
     const item *it = &r->p->items[r->pushed[i]];
-    if (it->sub == kind && !r->used[r->pushed[i]]) {
+    if (it->type == IT_DECIDE && it->sub == kind && !r->used[r->pushed[i]]) {
       r->used[r->pushed[i]] = 1;
       d = it;
       break;
@@ -1036,7 +1161,22 @@ static int decide(run *r, int kind) {
     return SMTPD_DEFER;
   }
   apply_reply(r, &d->rep);
-  return d->b;
+  if (d->b == SMTPD_ABORT)
+    r->abort_given = 1;
+  return (smtpd_verdict)d->b;
+}
+
+/* take_effects - the next unused @effects directive: its flags, or -1. */
+static long take_effects(run *r) {
+  size_t i;
+  for (i = 0; i < r->npushed; i++) {
+    const item *it = &r->p->items[r->pushed[i]];
+    if (it->type == IT_EFFECTS && !r->used[r->pushed[i]]) {
+      r->used[r->pushed[i]] = 1;
+      return (long)(unsigned)it->a;
+    }
+  }
+  return -1;
 }
 
 /* ---- callbacks ----------------------------------------------------------- */
@@ -1055,14 +1195,14 @@ static void ev_params(tbuf *t, const smtpd_param *pa, size_t n) {
   }
 }
 
-static int cb_connect(smtpd_session *s, void *ud) {
+static smtpd_verdict cb_connect(smtpd_session *s, void *ud) {
   run *r = ud;
   (void)s;
   log_event(r, "connect");
   return decide(r, EV_CONNECT);
 }
 
-static int cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud) {
+static smtpd_verdict cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud) {
   run *r = ud;
   char line[1200];
   tbuf t;
@@ -1074,7 +1214,7 @@ static int cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud) {
   return decide(r, EV_HELO);
 }
 
-static int cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
+static smtpd_verdict cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   run *r = ud;
   char line[1200];
   tbuf t;
@@ -1088,7 +1228,7 @@ static int cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   return decide(r, EV_MAIL);
 }
 
-static int cb_rcpt(smtpd_session *s, const smtpd_rcpt *rc, void *ud) {
+static smtpd_verdict cb_rcpt(smtpd_session *s, const smtpd_rcpt *rc, void *ud) {
   run *r = ud;
   char line[1200];
   tbuf t;
@@ -1102,7 +1242,7 @@ static int cb_rcpt(smtpd_session *s, const smtpd_rcpt *rc, void *ud) {
   return decide(r, EV_RCPT);
 }
 
-static int cb_data(smtpd_session *s, void *ud) {
+static smtpd_verdict cb_data(smtpd_session *s, void *ud) {
   run *r = ud;
   (void)s;
   log_event(r, "data");
@@ -1110,29 +1250,48 @@ static int cb_data(smtpd_session *s, void *ud) {
   return decide(r, EV_DATA);
 }
 
-static int cb_body(smtpd_session *s, const uint8_t *data, size_t len,
-                   void *ud) {
+static smtpd_verdict cb_body(smtpd_session *s, const uint8_t *data,
+                             size_t len, void *ud) {
   run *r = ud;
   (void)s;
   if (r->deferred) {
     fail(r, r->cur_line, NULL, "body", "on_body ran while the session was "
          "paused for a deferred decision");
-    return 0;
+    return SMTPD_ACCEPT;
   }
   if (buf_add(r->mem, &r->body, data, len) < 0) {
     nomem(r);
-    return 0;
+    return SMTPD_ACCEPT;
   }
-  return decide(r, EV_BODY) == SMTPD_DEFER ? SMTPD_DEFER : 0;
+  return decide(r, EV_BODY);
 }
 
-static int cb_data_complete(smtpd_session *s, const smtpd_message *m,
-                            void *ud) {
+/* message_done - the message's body is complete: check the size the
+ * session reports against what on_body delivered and keep the body for
+ * B: checks. */
+static void message_done(run *r, const smtpd_message *m) {
+  buf tmp;
+  if (m->size != (uint64_t)r->body.len) {
+    char exp[64], act[64];
+    snprintf(exp, sizeof exp, "size=%lu", (unsigned long)r->body.len);
+    snprintf(act, sizeof act, "size=%llu", (unsigned long long)m->size);
+    fail(r, r->cur_line, exp, act, "data-complete reports a size that "
+         "differs from the octets on_body delivered");
+  }
+  /* keep the body for B: checks */
+  tmp = r->last_body;
+  r->last_body = r->body;
+  r->body = tmp;
+  r->body.len = 0;
+  r->have_last_body = 1;
+}
+
+static smtpd_verdict cb_data_complete(smtpd_session *s,
+                                      const smtpd_message *m, void *ud) {
   run *r = ud;
   char line[2048], num[32];
   tbuf t;
   size_t i;
-  buf tmp;
   (void)s;
   tb_init(&t, line, sizeof line);
   snprintf(num, sizeof num, "%llu", (unsigned long long)m->size);
@@ -1147,23 +1306,57 @@ static int cb_data_complete(smtpd_session *s, const smtpd_message *m,
     tb_str(&t, ">");
   }
   log_event(r, line);
-  if (m->size != (uint64_t)r->body.len) {
-    char exp[64], act[64];
-    snprintf(exp, sizeof exp, "size=%lu", (unsigned long)r->body.len);
-    snprintf(act, sizeof act, "size=%llu", (unsigned long long)m->size);
-    fail(r, r->cur_line, exp, act, "data-complete reports a size that "
-         "differs from the octets on_body delivered");
-  }
-  /* keep the body for B: checks */
-  tmp = r->last_body;
-  r->last_body = r->body;
-  r->body = tmp;
-  r->body.len = 0;
-  r->have_last_body = 1;
+  message_done(r, m);
   return decide(r, EV_DATA_COMPLETE);
 }
 
-static int cb_vrfy(smtpd_session *s, const char *arg, void *ud) {
+/* cb_data_complete_rcpt - SMTPD_OPT_REPLY_PER_RCPT: one decision per
+ * recipient, index 0, 1, ... (the body is complete at index 0). */
+static smtpd_verdict cb_data_complete_rcpt(smtpd_session *s,
+                                           const smtpd_message *m,
+                                           size_t index, void *ud) {
+  run *r = ud;
+  char line[1200], num[32];
+  tbuf t;
+  (void)s;
+  tb_init(&t, line, sizeof line);
+  snprintf(num, sizeof num, "%lu <", (unsigned long)index);
+  tb_str(&t, "data-complete-rcpt ");
+  tb_str(&t, num);
+  ev_add(&t, index < m->nrecipients && m->recipients[index]
+                 ? m->recipients[index] : "");
+  tb_str(&t, ">");
+  log_event(r, line);
+  if (index == 0)
+    message_done(r, m);
+  return decide(r, EV_DATA_COMPLETE_RCPT);
+}
+
+/* cb_command - a host-registered verb (@command): "command VERB [ARG]";
+ * the next @effects, if any, is given to smtpd_session_set_effects. */
+static smtpd_verdict cb_command(smtpd_session *s, const smtpd_command *c,
+                                void *ud) {
+  run *r = ud;
+  char line[1200];
+  tbuf t;
+  long fx;
+  smtpd_verdict v;
+  tb_init(&t, line, sizeof line);
+  tb_str(&t, "command ");
+  ev_add(&t, c->verb ? c->verb : "");
+  if (c->arg && c->arg[0]) {
+    tb_str(&t, " ");
+    ev_add(&t, c->arg);
+  }
+  log_event(r, line);
+  fx = take_effects(r);
+  v = decide(r, EV_COMMAND);
+  if (fx >= 0 && smtpd_session_set_effects(s, (unsigned)fx) < 0)
+    log_event(r, "effects-refused");
+  return v;
+}
+
+static smtpd_verdict cb_vrfy(smtpd_session *s, const char *arg, void *ud) {
   run *r = ud;
   char line[1200];
   tbuf t;
@@ -1185,9 +1378,10 @@ static void cb_quit(smtpd_session *s, void *ud) {
   log_event(ud, "quit");
 }
 
-static void cb_starttls(smtpd_session *s, void *ud) {
+static smtpd_verdict cb_starttls(smtpd_session *s, void *ud) {
   (void)s;
   log_event(ud, "starttls");
+  return decide(ud, EV_STARTTLS);
 }
 
 static void cb_auth(run *r, const char *what, const smtpd_auth_result *a) {
@@ -1300,6 +1494,40 @@ static size_t drain(run *r) {
   return total;
 }
 
+/* after_call - check what a call that may run decision callbacks
+ * (start, feed, resume) returned against the ABORT verdicts given: after
+ * ABORT it must return SMTPD_ERR_CALLBACK_FAILURE, which ends the session
+ * for the driver (logged as the driver event "aborted"; client bytes not
+ * yet fed are dropped, as a host closing the connection would). Returns 1
+ * when the caller must stop (aborted or failed), else 0. */
+static int after_call(run *r, long rc, const char *what) {
+  char act[64];
+  if (r->abort_given && !r->aborted) {
+    if (rc == SMTPD_ERR_CALLBACK_FAILURE) {
+      r->aborted = 1;
+      r->qpos = r->q.len;
+      log_event(r, "aborted");
+      return 1;
+    }
+    if (rc < 0)
+      snprintf(act, sizeof act, "%s", smtpd_strerror((int)rc));
+    else
+      snprintf(act, sizeof act, "%ld", rc);
+    fail(r, r->cur_line, smtpd_strerror(SMTPD_ERR_CALLBACK_FAILURE), act,
+         "a decision answered abort but %s did not return "
+         "SMTPD_ERR_CALLBACK_FAILURE", what);
+    return 1;
+  }
+  if (rc < 0) {
+    fail(r, r->cur_line, NULL, smtpd_strerror((int)rc), "%s failed: %s%s",
+         what, smtpd_strerror((int)rc),
+         rc == SMTPD_ERR_CALLBACK_FAILURE ? " (no decision answered abort)"
+                                          : "");
+    return 1;
+  }
+  return 0;
+}
+
 /* resume - give the verdict for the deferred decision. */
 static void resume(run *r, int verdict, const reply *rep, unsigned line) {
   int rc;
@@ -1312,10 +1540,10 @@ static void resume(run *r, int verdict, const reply *rep, unsigned line) {
   r->deferred = 0;
   r->defer_item = NULL;
   apply_reply(r, rep);
-  rc = smtpd_session_resume(r->s, verdict);
-  if (rc < 0)
-    fail(r, line, NULL, smtpd_strerror(rc), "smtpd_session_resume failed: "
-         "%s", smtpd_strerror(rc));
+  if (verdict == SMTPD_ABORT)
+    r->abort_given = 1;
+  rc = smtpd_session_resume(r->s, (smtpd_verdict)verdict);
+  after_call(r, rc, "smtpd_session_resume");
 }
 
 /* pump - feed queued client bytes while the session reads them. */
@@ -1337,7 +1565,7 @@ static void pump(run *r) {
     }
     if (r->qpos >= r->q.len)
       return;
-    if (smtpd_session_is_closing(r->s)) {
+    if (r->aborted || smtpd_session_is_closing(r->s)) {
       r->qpos = r->q.len; /* the client's bytes are never read */
       return;
     }
@@ -1353,11 +1581,9 @@ static void pump(run *r) {
     got = smtpd_session_feed(r->s, r->q.p + r->qpos, n);
     if (r->status != SMTPD_OK)
       return;
-    if (got < 0) {
-      fail(r, r->cur_line, NULL, smtpd_strerror((int)got),
-           "smtpd_session_feed failed: %s", smtpd_strerror((int)got));
+    if ((got < 0 || r->abort_given) &&
+        after_call(r, (long)got, "smtpd_session_feed"))
       return;
-    }
     if ((size_t)got > n) {
       fail(r, r->cur_line, NULL, NULL, "smtpd_session_feed took more bytes "
            "than given");
@@ -1512,7 +1738,8 @@ static void check_group(run *r, size_t from, size_t to) {
 
   for (i = from; i < to && r->status == SMTPD_OK; i++) {
     const item *it = &items[i];
-    if (it->type == IT_DECIDE || it->type == IT_BREAK)
+    if (it->type == IT_DECIDE || it->type == IT_EFFECTS ||
+        it->type == IT_BREAK)
       continue;
     last_line = it->line;
     if (it->type == IT_S) {
@@ -1550,8 +1777,8 @@ static void check_group(run *r, size_t from, size_t to) {
     return;
   }
 
-  /* close state */
-  closing = smtpd_session_is_closing(r->s);
+  /* close state (an aborted session is over too) */
+  closing = r->aborted || smtpd_session_is_closing(r->s);
   if (closed_line) {
     if (!closing) {
       fail(r, closed_line, "CLOSED", "(session open)", "the session is not "
@@ -1561,6 +1788,11 @@ static void check_group(run *r, size_t from, size_t to) {
     if (smtpd_session_want_read(r->s) || smtpd_session_want_write(r->s)) {
       fail(r, closed_line, "CLOSED", "(still wants I/O)", "the session is "
            "closing but still wants to read or write");
+      return;
+    }
+    if (!smtpd_session_is_done(r->s)) {
+      fail(r, closed_line, "CLOSED", "(not done)", "the session is closing "
+           "and its output was read, but smtpd_session_is_done() is false");
       return;
     }
     r->closed_asserted = 1;
@@ -1711,9 +1943,10 @@ static void do_action(run *r, const item *it) {
 
 /* apply_config - the @ configuration items; SMTPD_OK or an error. */
 /* sasl_verify - the @sasl backend's password check. */
-static int sasl_verify(smtpd_session *s, const char *mech, const char *authcid,
-                       const char *authzid, const char *password,
-                       size_t password_len, void *ctx) {
+static smtpd_verdict sasl_verify(smtpd_session *s, const char *mech,
+                                 const char *authcid, const char *authzid,
+                                 const char *password, size_t password_len,
+                                 void *ctx) {
   const run *r = ctx;
   const char *sp = strchr(r->sasl_cred, ' ');
   size_t ul = (size_t)(sp - r->sasl_cred);
@@ -1764,6 +1997,13 @@ static int apply_config(run *r) {
     case CFG_BANNER: rc = smtpd_config_set_banner(r->cfg, s1); break;
     case CFG_EHLO_KEYWORD:
       rc = smtpd_config_add_ehlo_keyword(r->cfg, s1);
+      break;
+    case CFG_PARAM:
+      rc = smtpd_config_add_param(r->cfg, (unsigned)it->a, s1,
+                                  (smtpd_param_value)it->b);
+      break;
+    case CFG_COMMAND:
+      rc = smtpd_config_add_command(r->cfg, s1, (unsigned)it->a);
       break;
     case CFG_LIMIT:
       rc = smtpd_config_set_limit(r->cfg, (smtpd_limit)it->a, it->num);
@@ -1840,11 +2080,11 @@ static void start(run *r, int *started, unsigned line) {
   *started = 1;
   r->cur_line = line;
   rc = smtpd_session_start(r->s);
-  if (rc < 0 && r->status == SMTPD_OK) {
-    fail(r, line, NULL, smtpd_strerror(rc), "smtpd_session_start failed: %s",
-         smtpd_strerror(rc));
+  if (r->status != SMTPD_OK)
     return;
-  }
+  if ((rc < 0 || r->abort_given) &&
+      after_call(r, rc, "smtpd_session_start") && !r->aborted)
+    return;
   pump(r);
 }
 
@@ -1867,6 +2107,9 @@ static void execute(run *r) {
       } else {
         r->deflt[it->sub] = (long)i;
       }
+      break;
+    case IT_EFFECTS:
+      r->pushed[r->npushed++] = i;
       break;
     case IT_BREAK:
       end_packet(r, &packet);
@@ -1929,7 +2172,8 @@ static void execute(run *r) {
     if (!r->used[r->pushed[i]]) {
       const item *it = &p->items[r->pushed[i]];
       fail(r, it->line, ev_names[it->sub], "(no such event)",
-           "this decision was never used: no \"%s\" event came after it",
+           "this %s was never used: no \"%s\" event came after it",
+           it->type == IT_EFFECTS ? "@effects" : "decision",
            ev_names[it->sub]);
       return;
     }
@@ -1994,6 +2238,8 @@ static int run_parsed(parsed *p, const smtpd_transcript_opts *opts,
   cb.on_tls_required = cb_tls_required;
   cb.on_notice = cb_notice;
   cb.on_close = cb_close;
+  cb.on_command = p->uses_command ? cb_command : NULL;
+  cb.on_data_complete_rcpt = cb_data_complete_rcpt;
   rc = smtpd_session_new(&r.s, r.cfg, &cb, &r);
   if (rc < 0)
     goto out;
@@ -2054,9 +2300,17 @@ int smtpd_transcript_run_buffer(const char *text, size_t len,
     memset(res, 0, sizeof *res);
     snprintf(res->split, sizeof res->split, "whole");
   }
+  if (opts && opts->version > SMTPD_TRANSCRIPT_OPTS_VERSION) {
+    if (res) {
+      res->status = SMTPD_ERR_UNSUPPORTED;
+      snprintf(res->message, sizeof res->message, "options version %u is "
+               "newer than this library (%u)", opts->version,
+               (unsigned)SMTPD_TRANSCRIPT_OPTS_VERSION);
+    }
+    return SMTPD_ERR_UNSUPPORTED;
+  }
   if ((text == NULL && len) ||
       (opts && (opts->version == 0 ||
-                opts->version > SMTPD_TRANSCRIPT_OPTS_VERSION ||
                 (opts->split == SMTPD_TRANSCRIPT_SPLIT_CHUNK &&
                  opts->chunk == 0)))) {
     if (res) {
@@ -2087,15 +2341,20 @@ int smtpd_transcript_run_buffer(const char *text, size_t len,
 int smtpd_transcript_run_file(const char *path,
                               const smtpd_transcript_opts *opts,
                               smtpd_transcript_result *res) {
-  const smtpd_mem *mem = opts ? opts->mem : NULL;
+  const smtpd_mem *mem;
   FILE *f;
   buf b;
   int rc;
   memset(&b, 0, sizeof b);
   if (res)
     memset(res, 0, sizeof *res);
+  /* bad opts (read nothing of a struct newer than this library) */
+  if (opts && (opts->version == 0 ||
+               opts->version > SMTPD_TRANSCRIPT_OPTS_VERSION))
+    return smtpd_transcript_run_buffer("", 0, opts, res);
   if (path == NULL)
     return smtpd_transcript_run_buffer(NULL, 1, opts, res);
+  mem = opts ? opts->mem : NULL;
   f = fopen(path, "rb");
   if (f == NULL) {
     if (res) {

@@ -61,6 +61,10 @@ const char *smtpd_strerror(int err) {
     return text;
     SMTPD_ERROR_TABLE(SMTPD_ERROR_CASE_)
 #undef SMTPD_ERROR_CASE_
+  case SMTPD_RESULT_TLS_AGAIN:
+    return "TLS handshake in progress: write the output, feed more input";
+  case SMTPD_RESULT_TRANSCRIPT_MISMATCH:
+    return "the session did not follow the transcript";
   default:
     return "unknown error";
   }

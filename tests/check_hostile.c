@@ -807,7 +807,7 @@ typedef struct simple {
   uint64_t body;
 } simple;
 
-static int s_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
+static smtpd_verdict s_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
   simple *x = ud;
   (void)s;
   x->nrcpt_complete = m->nrecipients;
@@ -815,7 +815,7 @@ static int s_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
   return SMTPD_ACCEPT;
 }
 
-static int s_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
+static smtpd_verdict s_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
   simple *x = ud;
   (void)s, (void)d;
   x->body += n;

@@ -103,9 +103,10 @@ typedef struct vstate {
   int nul_terminated;
 } vstate;
 
-static int verify(smtpd_session *s, const char *mechanism,
-                  const char *authcid, const char *authzid,
-                  const char *password, size_t password_len, void *ctx) {
+static smtpd_verdict verify(smtpd_session *s, const char *mechanism,
+                            const char *authcid, const char *authzid,
+                            const char *password, size_t password_len,
+                            void *ctx) {
   vstate *v = ctx;
   v->calls++;
   v->session = s;
@@ -118,7 +119,7 @@ static int verify(smtpd_session *s, const char *mechanism,
     memcpy(v->password, password, password_len);
   v->nul_terminated = password[password_len] == '\0';
   if (v->verdict != SMTPD_ACCEPT)
-    return v->verdict;
+    return (smtpd_verdict)v->verdict; /* may be out of range on purpose */
   return strcmp(authcid, "user") == 0 &&
                  smtpd_consttime_equal(password, password_len, "secret", 6)
              ? SMTPD_ACCEPT
@@ -148,7 +149,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  smtpd_sasl_builtin_del(B);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(B), SMTPD_OK);
   B = NULL;
   ck_assert_int_eq(T.live, 0);
 }
@@ -188,7 +189,7 @@ START_TEST(test_new_del_arguments) {
   bad.calloc = NULL;
   ck_assert_int_eq(smtpd_sasl_builtin_new(&b, &bad, verify, NULL),
                    SMTPD_ERR_INVALID_ARGUMENT);
-  smtpd_sasl_builtin_del(NULL);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(NULL), SMTPD_OK);
   /* libc allocator */
   ck_assert_int_eq(smtpd_sasl_builtin_new(&b, NULL, verify, NULL), SMTPD_OK);
   ck_assert_uint_eq(b->version, SMTPD_SASL_BACKEND_VERSION);
@@ -197,7 +198,66 @@ START_TEST(test_new_del_arguments) {
   ck_assert_ptr_nonnull(b->step);
   ck_assert_ptr_nonnull(b->resume);
   ck_assert_ptr_nonnull(b->dispose);
-  smtpd_sasl_builtin_del(b);
+  ck_assert_ptr_nonnull(b->destroy);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(b), SMTPD_OK);
+}
+END_TEST
+
+START_TEST(test_backend_del) {
+  char buf[64];
+  smtpd_sasl_backend_del(NULL); /* nothing happens */
+  ck_assert_int_eq(T.live, 1);
+  ck_assert_int_eq(B->mechanisms(B->ctx, &TLS, buf, sizeof buf), 11);
+  /* the generic del frees a builtin through its destroy */
+  smtpd_sasl_backend_del(B);
+  B = NULL;
+  ck_assert_int_eq(T.live, 0);
+  /* a second one, with libc memory (ASan checks this one) */
+  ck_assert_int_eq(smtpd_sasl_builtin_new(&B, NULL, verify, &V), SMTPD_OK);
+  smtpd_sasl_backend_del(B);
+  B = NULL;
+}
+END_TEST
+
+static int h_mechanisms(void *ctx, const smtpd_sasl_channel *ch, char *buf,
+                        size_t cap) {
+  (void)ctx;
+  (void)ch;
+  if (cap)
+    buf[0] = '\0';
+  return 0;
+}
+
+static void h_dispose(void *exch) {
+  (void)exch;
+}
+
+START_TEST(test_del_refuses_foreign) {
+  smtpd_sasl_backend copy = *B, host;
+  char buf[64];
+  /* a copy of a builtin table is not the builtin */
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&copy), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_sasl_backend_del(&copy);
+  ck_assert_int_eq(T.live, 1);
+  /* neither is a host's table pointing at itself, nor one whose destroy
+   * is someone else's */
+  memset(&host, 0, sizeof host);
+  host.version = SMTPD_SASL_BACKEND_VERSION;
+  host.ctx = &host;
+  host.mechanisms = h_mechanisms;
+  host.dispose = h_dispose;
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&host), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_sasl_backend_del(&host);
+  ck_assert_int_eq(host.mechanisms(host.ctx, &TLS, buf, sizeof buf), 0);
+  /* a version 1 table has no destroy, whatever follows it in memory */
+  copy.version = 1;
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&copy), SMTPD_ERR_INVALID_ARGUMENT);
+  B->version = 1;
+  ck_assert_int_eq(smtpd_sasl_builtin_del(B), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_sasl_backend_del(B);
+  B->version = SMTPD_SASL_BACKEND_VERSION;
+  ck_assert_int_eq(T.live, 1);
+  ck_assert_int_eq(B->mechanisms(B->ctx, &TLS, buf, sizeof buf), 11);
 }
 END_TEST
 
@@ -657,7 +717,7 @@ START_TEST(test_failing_allocator) {
       completed = 1;
     }
     b->dispose(x);
-    smtpd_sasl_builtin_del(b);
+    ck_assert_int_eq(smtpd_sasl_builtin_del(b), SMTPD_OK);
     ck_assert_int_eq(t.live, 0);
   }
   ck_assert(saw_nomem);
@@ -671,6 +731,8 @@ static Suite *suite(void) {
   TCase *tc = tcase_create("backend");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_new_del_arguments);
+  tcase_add_test(tc, test_backend_del);
+  tcase_add_test(tc, test_del_refuses_foreign);
   tcase_add_test(tc, test_mechanisms);
   tcase_add_test(tc, test_plain_good);
   tcase_add_test(tc, test_plain_bad_password);

@@ -187,7 +187,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  smtpd_sasl_cyrus_del(B);
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(B), SMTPD_OK);
   B = NULL;
   sasl_client_done();
   ck_assert_int_eq(T.live, 0);
@@ -718,6 +718,184 @@ START_TEST(test_failing_allocator) {
 }
 END_TEST
 
+/* ---- backend lifetime: each adapter frees only its own tables ----------- */
+
+static smtpd_verdict builtin_verify(smtpd_session *s, const char *mech,
+                                    const char *authcid, const char *authzid,
+                                    const char *password, size_t len,
+                                    void *ctx) {
+  (void)s;
+  (void)mech;
+  (void)authzid;
+  (void)ctx;
+  return strcmp(authcid, "bi") == 0 &&
+                 smtpd_consttime_equal(password, len, "bi-pw", 5)
+             ? SMTPD_ACCEPT
+             : SMTPD_REJECT;
+}
+
+/* builtin_plain - one PLAIN exchange on the builtin backend b. */
+static int builtin_plain(smtpd_sasl_backend *b, const char *msg,
+                         size_t len) {
+  void *x = NULL;
+  smtpd_sasl_out out;
+  int st = b->start(b->ctx, NULL, &TLS, "PLAIN", (const uint8_t *)msg, len,
+                    1, &x, &out);
+  b->dispose(x);
+  return st;
+}
+
+START_TEST(test_del_wrong_adapter) {
+  tracker bt = {0, 0, 0};
+  smtpd_mem bm = {&bt, t_malloc, t_free, t_calloc, t_realloc};
+  smtpd_sasl_cyrus_options o;
+  smtpd_sasl_backend *bi = NULL, *b2 = NULL, copy;
+  char buf[256];
+
+  ck_assert_int_eq(smtpd_sasl_builtin_new(&bi, &bm, builtin_verify, NULL),
+                   SMTPD_OK);
+  ck_assert_int_eq(bt.live, 1);
+  ck_assert_ptr_nonnull(B->destroy);
+  ck_assert_ptr_nonnull(bi->destroy);
+  ck_assert(B->destroy != bi->destroy);
+
+  /* the builtin's del on the Cyrus backend: refused, nothing freed */
+  ck_assert_int_eq(smtpd_sasl_builtin_del(B), SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(T.live, base_live);
+  ck_assert_int_gt(B->mechanisms(B->ctx, &TLS, buf, sizeof buf), 0);
+  ck_assert(in_list(buf, "PLAIN"));
+  ck_assert_int_eq(authenticate(&TLS, "PLAIN", USER, PASSWORD, 0).status,
+                   SMTPD_SASL_OK);
+
+  /* Cyrus's del on the builtin: refused, nothing freed */
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(bi), SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(bt.live, 1);
+  ck_assert_int_eq(bi->mechanisms(bi->ctx, &TLS, buf, sizeof buf), 11);
+  ck_assert_str_eq(buf, "PLAIN LOGIN");
+  ck_assert_int_eq(builtin_plain(bi, "\0bi\0bi-pw", 9), SMTPD_SASL_OK);
+  ck_assert_int_eq(builtin_plain(bi, "\0bi\0wrong", 9), SMTPD_SASL_FAIL);
+
+  /* a copy of the Cyrus table is not the backend either */
+  copy = *B;
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(&copy), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_sasl_backend_del(&copy);
+  ck_assert_int_eq(T.live, base_live);
+  ck_assert_int_eq(authenticate(&TLS, "PLAIN", USER, PASSWORD, 0).status,
+                   SMTPD_SASL_OK);
+
+  /* each freed properly: the builtin by its own del... */
+  ck_assert_int_eq(smtpd_sasl_builtin_del(bi), SMTPD_OK);
+  ck_assert_int_eq(bt.live, 0);
+  /* ...the Cyrus one by the generic del, through its destroy */
+  smtpd_sasl_backend_del(B);
+  B = NULL;
+  ck_assert_int_eq(T.live, 0);
+  /* that was the last Cyrus backend: libsasl2 was finalised, so another
+   * process-wide configuration is accepted now */
+  options(&o);
+  o.appname = "another-app";
+  ck_assert_int_eq(smtpd_sasl_cyrus_new(&b2, &M, &o), SMTPD_OK);
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(b2), SMTPD_OK);
+  ck_assert_int_eq(T.live, 0);
+}
+END_TEST
+
+/* A host's own backend: answers one mechanism, never allocates. */
+typedef struct host_backend {
+  smtpd_sasl_backend table;
+  int calls;
+  int destroyed;
+} host_backend;
+
+static int h_mechanisms(void *ctx, const smtpd_sasl_channel *ch, char *buf,
+                        size_t cap) {
+  host_backend *h = ctx;
+  (void)ch;
+  h->calls++;
+  if (cap)
+    snprintf(buf, cap, "X-HOST");
+  return 6;
+}
+
+static int h_start(void *ctx, smtpd_session *s, const smtpd_sasl_channel *ch,
+                   const char *mech, const uint8_t *resp, size_t len,
+                   int has_resp, void **exch, smtpd_sasl_out *out) {
+  (void)ctx, (void)s, (void)ch, (void)mech, (void)resp, (void)len;
+  (void)has_resp;
+  *exch = NULL;
+  memset(out, 0, sizeof *out);
+  return SMTPD_SASL_NOMECH;
+}
+
+static int h_step(void *exch, const uint8_t *resp, size_t len,
+                  smtpd_sasl_out *out) {
+  (void)exch, (void)resp, (void)len, (void)out;
+  return SMTPD_SASL_BADPROT;
+}
+
+static int h_resume(void *exch, int verdict, smtpd_sasl_out *out) {
+  (void)exch, (void)verdict, (void)out;
+  return SMTPD_SASL_FAIL;
+}
+
+static void h_dispose(void *exch) {
+  (void)exch;
+}
+
+static void h_destroy(smtpd_sasl_backend *b) {
+  ((host_backend *)b->ctx)->destroyed++;
+}
+
+START_TEST(test_del_host_table) {
+  host_backend h;
+  char buf[64];
+
+  memset(&h, 0, sizeof h);
+  h.table.version = SMTPD_SASL_BACKEND_VERSION;
+  h.table.ctx = &h; /* == &h.table, as the adapters' own tables have */
+  h.table.mechanisms = h_mechanisms;
+  h.table.start = h_start;
+  h.table.step = h_step;
+  h.table.resume = h_resume;
+  h.table.dispose = h_dispose;
+  h.table.destroy = NULL; /* host-owned */
+
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_sasl_backend_del(&h.table); /* no destroy: nothing happens */
+  ck_assert_int_eq(h.table.mechanisms(h.table.ctx, &TLS, buf, sizeof buf),
+                   6);
+  ck_assert_str_eq(buf, "X-HOST");
+  ck_assert_ptr_eq(h.table.ctx, &h);
+  ck_assert(h.table.mechanisms == h_mechanisms);
+
+  /* a version 1 table ends before destroy: never read, never called */
+  h.table.version = 1;
+  h.table.destroy = h_destroy;
+  smtpd_sasl_backend_del(&h.table);
+  ck_assert_int_eq(h.destroyed, 0);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  /* a version 2 host table with a destroy of its own gets it called by
+   * the generic del, but neither adapter's del takes it */
+  h.table.version = SMTPD_SASL_BACKEND_VERSION;
+  ck_assert_int_eq(smtpd_sasl_cyrus_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(&h.table),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(h.destroyed, 0);
+  smtpd_sasl_backend_del(&h.table);
+  ck_assert_int_eq(h.destroyed, 1);
+  ck_assert_int_eq(h.calls, 1);
+  /* the Cyrus backend of the fixture is untouched */
+  ck_assert_int_eq(T.live, base_live);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("sasl_cyrus");
   TCase *tc = tcase_create("cyrus");
@@ -739,6 +917,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_options);
   tcase_add_test(tc, test_host_initialised);
   tcase_add_test(tc, test_failing_allocator);
+  tcase_add_test(tc, test_del_wrong_adapter);
+  tcase_add_test(tc, test_del_host_table);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;

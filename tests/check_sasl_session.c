@@ -24,9 +24,10 @@ typedef struct host {
 
 static host H;
 
-static int verify(smtpd_session *s, const char *mechanism,
-                  const char *authcid, const char *authzid,
-                  const char *password, size_t password_len, void *ctx) {
+static smtpd_verdict verify(smtpd_session *s, const char *mechanism,
+                            const char *authcid, const char *authzid,
+                            const char *password, size_t password_len,
+                            void *ctx) {
   host *h = ctx;
   (void)s;
   (void)mechanism;
@@ -35,7 +36,7 @@ static int verify(smtpd_session *s, const char *mechanism,
   if (strcmp(authcid, "user") != 0 ||
       !smtpd_consttime_equal(password, password_len, "secret", 6))
     return SMTPD_REJECT;
-  return h->verdict;
+  return (smtpd_verdict)h->verdict;
 }
 
 static void on_auth_ok(smtpd_session *s, const smtpd_auth_result *r,
@@ -103,7 +104,7 @@ static void teardown(void) {
   S = NULL;
   smtpd_config_del(C);
   C = NULL;
-  smtpd_sasl_builtin_del(B);
+  ck_assert_int_eq(smtpd_sasl_builtin_del(B), SMTPD_OK);
   B = NULL;
 }
 

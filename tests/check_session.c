@@ -107,29 +107,29 @@ static int decide(host *h) {
   }
   return SMTPD_ACCEPT;
 }
-static int on_helo(smtpd_session *s, const smtpd_helo *x, void *ud) {
+static smtpd_verdict on_helo(smtpd_session *s, const smtpd_helo *x, void *ud) {
   (void)s, (void)x;
   return decide(ud);
 }
-static int on_mail(smtpd_session *s, const smtpd_mail *x, void *ud) {
+static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *x, void *ud) {
   (void)s, (void)x;
   return decide(ud);
 }
-static int on_rcpt(smtpd_session *s, const smtpd_rcpt *x, void *ud) {
+static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *x, void *ud) {
   (void)s, (void)x;
   return decide(ud);
 }
-static int on_data(smtpd_session *s, void *ud) {
+static smtpd_verdict on_data(smtpd_session *s, void *ud) {
   (void)s;
   return decide(ud);
 }
-static int on_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
+static smtpd_verdict on_complete(smtpd_session *s, const smtpd_message *m, void *ud) {
   host *h = ud;
   (void)s, (void)m;
   h->completes++;
   return decide(ud);
 }
-static int on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
+static smtpd_verdict on_body(smtpd_session *s, const uint8_t *d, size_t n, void *ud) {
   host *h = ud;
   (void)s;
   h->body_calls++;
@@ -309,7 +309,7 @@ START_TEST(test_deferral_every_decision) {
 }
 END_TEST
 
-static int reject_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud) {
+static smtpd_verdict reject_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud) {
   (void)ud;
   if (!strcmp(r->address, "bad@example.org")) {
     ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", "No such\r\nuser"),
@@ -563,7 +563,11 @@ START_TEST(test_api_errors) {
                    SMTPD_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(smtpd_config_add_ehlo_keyword(c, "DSN\r\n250 X"),
                    SMTPD_ERR_INVALID_ARGUMENT);
-  cb.version = 99;
+  cb.version = 99; /* newer than this library */
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, NULL),
+                   SMTPD_ERR_UNSUPPORTED);
+  ck_assert_ptr_eq(s, (smtpd_session *)0x1);
+  cb.version = 0;
   ck_assert_int_eq(smtpd_session_new(&s, c, &cb, NULL),
                    SMTPD_ERR_INVALID_ARGUMENT);
   ck_assert_ptr_eq(s, (smtpd_session *)0x1); /* untouched on failure */

@@ -16,7 +16,11 @@
  *   tc_cert      client certificate request and verification
  *   tc_mem       allocator hook accounting and allocation failures
  *   tc_session   smtpd_tls_conn_pump with a real session: implicit TLS,
- *                STARTTLS and the injection cases
+ *                STARTTLS and the injection cases; the STARTTLS decision
+ *                (TEMPFAIL -> 454 and plaintext goes on, DEFER and
+ *                resume); the end-of-session rule under TLS
+ *                (smtpd_session_is_done + no ciphertext left), a paused
+ *                session is never done
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -35,6 +39,10 @@
 #include "smtpd/received.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/tls_gnutls.h"
+
+/* the adapter's positive result keeps its 0.1 value */
+_Static_assert(SMTPD_TLS_AGAIN == 1 && SMTPD_TLS_AGAIN == SMTPD_RESULT_TLS_AGAIN,
+               "SMTPD_TLS_AGAIN");
 
 #define PRIO_13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 #define PRIO_12 "NORMAL:-VERS-ALL:+VERS-TLS1.2"
@@ -1592,15 +1600,20 @@ typedef struct slog {
   uint64_t discarded;
   char helo_name[64], sender[128];
   char received[1024];
+  /* what on_starttls answers the 1st, 2nd, ... time (0: ACCEPT) */
+  smtpd_verdict starttls_verdict[4];
+  int rcpt_defer; /* on_rcpt answers DEFER */
 } slog;
 
-static void cb_starttls(smtpd_session *s, void *ud)
+static smtpd_verdict cb_starttls(smtpd_session *s, void *ud)
 {
+  slog *l = ud;
+  int n = l->starttls++;
   (void)s;
-  ((slog *)ud)->starttls++;
+  return n < 4 ? l->starttls_verdict[n] : SMTPD_ACCEPT;
 }
 
-static int cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud)
+static smtpd_verdict cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud)
 {
   slog *l = ud;
   (void)s;
@@ -1609,7 +1622,7 @@ static int cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud)
   return SMTPD_ACCEPT;
 }
 
-static int cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud)
+static smtpd_verdict cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud)
 {
   slog *l = ud;
   (void)s;
@@ -1618,22 +1631,23 @@ static int cb_mail(smtpd_session *s, const smtpd_mail *m, void *ud)
   return SMTPD_ACCEPT;
 }
 
-static int cb_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud)
+static smtpd_verdict cb_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud)
 {
+  slog *l = ud;
   (void)s;
   (void)r;
-  ((slog *)ud)->rcpt++;
-  return SMTPD_ACCEPT;
+  l->rcpt++;
+  return l->rcpt_defer ? SMTPD_DEFER : SMTPD_ACCEPT;
 }
 
-static int cb_data(smtpd_session *s, void *ud)
+static smtpd_verdict cb_data(smtpd_session *s, void *ud)
 {
   (void)s;
   ((slog *)ud)->data++;
   return SMTPD_ACCEPT;
 }
 
-static int cb_complete(smtpd_session *s, const smtpd_message *m, void *ud)
+static smtpd_verdict cb_complete(smtpd_session *s, const smtpd_message *m, void *ud)
 {
   slog *l = ud;
   smtpd_received r;
@@ -1983,6 +1997,399 @@ START_TEST(pump_handshake_failure)
 }
 END_TEST
 
+/* ---- STARTTLS decisions and the end of a TLS session ------------------------------ */
+
+#define REPLY_454 "454 4.7.0 TLS not available due to local problem\r\n"
+#define REPLY_220 "220 2.0.0 Ready to start TLS\r\n"
+
+/* plain_say - plaintext for the session (all of it taken); its plaintext
+ * answer, consumed, in out. */
+static void plain_say(sess *x, const char *text, char *out, size_t cap)
+{
+  size_t n = strlen(text);
+  ck_assert_int_eq(smtpd_session_feed(x->s, text, n), (ptrdiff_t)n);
+  plain_out(x->s, out, cap);
+}
+
+/* offers_starttls - an EHLO reply lists STARTTLS. */
+static int offers_starttls(const char *ehlo)
+{
+  return strstr(ehlo, "250-STARTTLS\r\n") != NULL ||
+         strstr(ehlo, "250 STARTTLS\r\n") != NULL;
+}
+
+/* tls_over - the end-of-connection rule under TLS (smtpd.h): the session
+ * is done and the TLS connection has no ciphertext left to write. */
+static int tls_over(sess *x)
+{
+  return smtpd_session_is_done(x->s) &&
+         !smtpd_tls_conn_want_write(x->sv.conn);
+}
+
+/* move_s2c_upto - at most max octets of the server's output to the
+ * client (a socket that takes only so much). */
+static size_t move_s2c_upto(smtpd_tls_conn *conn, client *c, size_t max)
+{
+  const uint8_t *p;
+  size_t n = smtpd_tls_conn_output(conn, &p);
+  if (n > max)
+    n = max;
+  if (n > 0) {
+    buf_add(&c->in, p, n);
+    ck_assert_int_eq(smtpd_tls_conn_consume(conn, n), 0);
+  }
+  return n;
+}
+
+/* tls_mail_and_quit - right after the handshake: the session is fresh, a
+ * message goes through over TLS, QUIT gets 221 and then close_notify,
+ * and only then is the connection over. */
+static void tls_mail_and_quit(sess *x)
+{
+  char out[4096];
+  int complete = x->log.complete;
+  buf got = {0};
+
+  tls_say(x, NULL, out, sizeof out);
+  ck_assert_str_eq(out, ""); /* the server speaks only when spoken to */
+  tls_say(x, "EHLO inside.example.org\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250-" SERVER_NAME, 4 + strlen(SERVER_NAME)),
+                   0);
+  ck_assert(!offers_starttls(out));
+  tls_say(x, "MAIL FROM:<tls@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  ck_assert_str_eq(x->log.sender, "tls@example.org");
+  tls_say(x, "RCPT TO:<rcpt@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.5 Ok\r\n");
+  tls_say(x, "DATA\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "354 ", 4), 0);
+  tls_say(x, "Subject: t\r\n\r\nover TLS\r\n.\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250 ", 4), 0);
+  ck_assert_int_eq(x->log.complete, complete + 1);
+  ck_assert_ptr_nonnull(strstr(x->log.received, "with ESMTPS"));
+  ck_assert(!tls_over(x));
+  tls_say(x, "QUIT\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "221 2.0.0 Bye\r\n");
+  ck_assert_int_eq(client_recv(&x->c, &got), 0); /* close_notify came */
+  ck_assert_uint_eq(got.len, 0);
+  buf_free(&got);
+  ck_assert(tls_over(x));
+}
+
+/* on_starttls answers TEMPFAIL: the client gets exactly the 454, no
+ * handshake starts, the plaintext session goes on (EHLO still offers
+ * STARTTLS, a message is delivered); a second STARTTLS is accepted and a
+ * real handshake follows. */
+START_TEST(starttls_tempfail_then_accept)
+{
+  sess x;
+  char out[4096];
+  smtpd_tls_info fake;
+
+  sess_init(&x, 0);
+  x.log.starttls_verdict[0] = SMTPD_TEMPFAIL;
+  plain_out(x.s, out, sizeof out);
+  plain_say(&x, "EHLO client.example.org\r\n", out, sizeof out);
+  ck_assert(offers_starttls(out));
+
+  plain_say(&x, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_454); /* byte for byte, and nothing else */
+  ck_assert_int_eq(x.log.starttls, 1);
+  /* no handshake: the session does not wait for TLS and refuses a
+   * handshake report; it reads plaintext on */
+  ck_assert(!smtpd_session_is_tls_wait(x.s));
+  memset(&fake, 0, sizeof fake);
+  fake.protocol = "TLSv1.3";
+  fake.cipher = "TLS_AES_128_GCM_SHA256";
+  fake.cipher_bits = fake.alg_bits = 128;
+  ck_assert_int_eq(smtpd_session_tls_established(x.s, &fake),
+                   SMTPD_ERR_INVALID_STATE);
+  ck_assert_ptr_null(smtpd_session_tls(x.s));
+  ck_assert(smtpd_session_want_read(x.s));
+  ck_assert(!smtpd_session_is_closing(x.s));
+  ck_assert(!smtpd_session_is_done(x.s));
+
+  /* the greeting survives: MAIL works without a new EHLO */
+  plain_say(&x, "MAIL FROM:<plain@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  ck_assert_str_eq(x.log.sender, "plain@example.org");
+  plain_say(&x, "RSET\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.0.0 Ok\r\n");
+  /* EHLO again: STARTTLS still offered; a whole message in plaintext */
+  plain_say(&x, "EHLO client.example.org\r\n", out, sizeof out);
+  ck_assert(offers_starttls(out));
+  plain_say(&x, "MAIL FROM:<plain2@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  plain_say(&x, "RCPT TO:<rcpt@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.5 Ok\r\n");
+  plain_say(&x, "DATA\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "354 ", 4), 0);
+  plain_say(&x, "Subject: p\r\n\r\nplain\r\n.\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250 ", 4), 0);
+  ck_assert_int_eq(x.log.complete, 1);
+  ck_assert_ptr_null(strstr(x.log.received, "ESMTPS"));
+  ck_assert_uint_eq(x.log.discarded, 0);
+  /* the host never touched its TLS connection */
+  ck_assert(!smtpd_tls_conn_handshake_done(x.sv.conn));
+  ck_assert(!smtpd_tls_conn_want_write(x.sv.conn));
+
+  /* the second STARTTLS is accepted: 220, TLS-wait, a real handshake */
+  plain_say(&x, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert_int_eq(x.log.starttls, 2);
+  ck_assert(smtpd_session_is_tls_wait(x.s));
+  ck_assert(!smtpd_session_want_write(x.s));
+  tls_handshake_pumped(&x, PRIO_13);
+  ck_assert(!smtpd_session_is_tls_wait(x.s));
+  ck_assert_str_eq(smtpd_session_tls(x.s)->protocol, "TLSv1.3");
+  tls_mail_and_quit(&x);
+  ck_assert_uint_eq(x.log.discarded, 0);
+  sess_free(&x);
+}
+END_TEST
+
+/* on_starttls answers DEFER: nothing is said while paused; resumed with
+ * TEMPFAIL the client gets the 454, resumed with ACCEPT the 220, and a
+ * real handshake follows. A command pipelined behind the deferred
+ * STARTTLS is held back, and discarded once TLS was accepted. */
+START_TEST(starttls_deferred_resume)
+{
+  sess x;
+  char out[4096];
+
+  sess_init(&x, 0);
+  x.log.starttls_verdict[0] = SMTPD_DEFER;
+  x.log.starttls_verdict[1] = SMTPD_DEFER;
+  plain_out(x.s, out, sizeof out);
+  plain_say(&x, "EHLO client.example.org\r\n", out, sizeof out);
+
+  /* deferred, resumed with TEMPFAIL: 454, plaintext goes on */
+  plain_say(&x, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert_int_eq(x.log.starttls, 1);
+  ck_assert(smtpd_session_is_paused(x.s));
+  ck_assert(!smtpd_session_is_tls_wait(x.s));
+  ck_assert(!smtpd_session_want_read(x.s));
+  ck_assert(!smtpd_session_is_done(x.s));
+  ck_assert_int_eq(smtpd_session_resume(x.s, SMTPD_TEMPFAIL), 0);
+  plain_out(x.s, out, sizeof out);
+  ck_assert_str_eq(out, REPLY_454);
+  ck_assert(!smtpd_session_is_paused(x.s));
+  ck_assert(!smtpd_session_is_tls_wait(x.s));
+  plain_say(&x, "NOOP\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.0.0 Ok\r\n");
+
+  /* deferred again, with RSET pipelined behind it: only the STARTTLS
+   * line is taken while paused */
+  ck_assert_int_eq(smtpd_session_feed(x.s, "STARTTLS\r\nRSET\r\n", 16), 10);
+  plain_out(x.s, out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert_int_eq(x.log.starttls, 2);
+  ck_assert(smtpd_session_is_paused(x.s));
+  ck_assert_int_eq(smtpd_session_resume(x.s, SMTPD_ACCEPT), 0);
+  plain_out(x.s, out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert(!smtpd_session_is_paused(x.s));
+  ck_assert(smtpd_session_is_tls_wait(x.s));
+  /* the held RSET, fed now, is discarded (and reported), never answered */
+  ck_assert_int_eq(smtpd_session_feed(x.s, "RSET\r\n", 6), 6);
+  ck_assert_uint_eq(x.log.discarded, 6);
+  plain_out(x.s, out, sizeof out);
+  ck_assert_str_eq(out, "");
+
+  tls_handshake_pumped(&x, PRIO_12);
+  ck_assert(!smtpd_session_is_tls_wait(x.s));
+  ck_assert_str_eq(smtpd_session_tls(x.s)->protocol, "TLSv1.2");
+  ck_assert_ptr_null(smtpd_session_helo(x.s));
+  tls_mail_and_quit(&x);
+  sess_free(&x);
+}
+END_TEST
+
+/* starttls_up - greeting, EHLO and an accepted STARTTLS in plaintext,
+ * the handshake through the pump, EHLO inside TLS. */
+static void starttls_up(sess *x, const char *prio)
+{
+  char out[4096];
+  plain_out(x->s, out, sizeof out);
+  plain_say(x, "EHLO client.example.org\r\n", out, sizeof out);
+  plain_say(x, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  tls_handshake_pumped(x, prio);
+  tls_say(x, "EHLO inside.example.org\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250-", 4), 0);
+  ck_assert(!smtpd_session_is_done(x->s));
+  ck_assert(!tls_over(x));
+}
+
+/* QUIT over TLS, driven step by step: the session is done only once its
+ * 221 was consumed; the connection is over only once the TLS output,
+ * close_notify last, was all written. */
+START_TEST(tls_done_after_quit)
+{
+  sess x;
+  char tmp[64];
+  const uint8_t *p;
+  size_t n, before;
+  buf got = {0};
+
+  sess_init(&x, 0);
+  starttls_up(&x, PRIO_13);
+
+  /* the host decrypts QUIT and hands it to the session itself */
+  client_sends(&x.c, "QUIT\r\n");
+  move_c2s(&x.c, x.sv.conn, 0, 0);
+  ck_assert_int_eq(smtpd_tls_conn_read(x.sv.conn, tmp, sizeof tmp), 6);
+  ck_assert_int_eq(smtpd_session_feed(x.s, tmp, 6), 6);
+  /* closing, its 221 unconsumed: not done */
+  ck_assert(smtpd_session_is_closing(x.s));
+  ck_assert(!smtpd_session_want_read(x.s));
+  ck_assert(!smtpd_session_is_done(x.s));
+  n = smtpd_session_output(x.s, &p);
+  ck_assert_uint_eq(n, 15);
+  ck_assert_int_eq(memcmp(p, "221 2.0.0 Bye\r\n", 15), 0);
+  /* encrypted and consumed in two parts: done only after the last */
+  ck_assert_int_eq(smtpd_tls_conn_write(x.sv.conn, p, 3), 3);
+  ck_assert_int_eq(smtpd_session_consume(x.s, 3), 0);
+  ck_assert(!smtpd_session_is_done(x.s));
+  n = smtpd_session_output(x.s, &p);
+  ck_assert_uint_eq(n, 12);
+  ck_assert_int_eq(smtpd_tls_conn_write(x.sv.conn, p, n), (ptrdiff_t)n);
+  ck_assert_int_eq(smtpd_session_consume(x.s, n), 0);
+  ck_assert(smtpd_session_is_done(x.s));
+  /* done, but the 221 is still ciphertext in the TLS output: not over */
+  ck_assert(smtpd_tls_conn_want_write(x.sv.conn));
+  ck_assert(!tls_over(&x));
+
+  /* the pump adds close_notify behind the 221 */
+  before = smtpd_tls_conn_output(x.sv.conn, &p);
+  ck_assert_int_eq(smtpd_tls_conn_pump(x.sv.conn, x.s), 0);
+  n = smtpd_tls_conn_output(x.sv.conn, &p);
+  ck_assert_uint_gt(n, before);
+  /* all but the last octet written: still not over, and the client has
+   * its 221 but not yet the close_notify */
+  ck_assert_uint_eq(move_s2c_upto(x.sv.conn, &x.c, n - 1), n - 1);
+  ck_assert(smtpd_tls_conn_want_write(x.sv.conn));
+  ck_assert(smtpd_session_is_done(x.s));
+  ck_assert(!tls_over(&x));
+  ck_assert_int_eq(client_recv(&x.c, &got), GNUTLS_E_AGAIN);
+  ck_assert_uint_eq(got.len, 15);
+  ck_assert_int_eq(memcmp(got.d, "221 2.0.0 Bye\r\n", 15), 0);
+  /* the last octet: over, and the client sees close_notify */
+  ck_assert_uint_eq(move_s2c_upto(x.sv.conn, &x.c, n), 1);
+  ck_assert(tls_over(&x));
+  ck_assert_int_eq(client_recv(&x.c, &got), 0);
+  ck_assert_uint_eq(got.len, 15);
+  /* over stays over: another pump queues nothing */
+  ck_assert_int_eq(smtpd_tls_conn_pump(x.sv.conn, x.s), 0);
+  ck_assert(tls_over(&x));
+  buf_free(&got);
+  sess_free(&x);
+}
+END_TEST
+
+/* The same rule with a slow socket: 12,000 pipelined RSETs and a QUIT,
+ * the host writing 4 KiB per round. The session is closing for a while
+ * before it is done (its replies wait for room in the TLS output), done
+ * for a while before the connection is over, and when the rule says
+ * over the client has every reply and the close_notify. */
+START_TEST(tls_done_waits_for_output)
+{
+  enum { NRSET = 12000 };
+  sess x;
+  buf got = {0};
+  char *blob;
+  size_t i, nok = 0;
+  int rounds, closing_not_done = 0, done_not_over = 0;
+  const char *q;
+
+  sess_init(&x, 0);
+  starttls_up(&x, PRIO_13);
+  blob = malloc(NRSET * 6 + 7);
+  ck_assert_ptr_nonnull(blob);
+  for (i = 0; i < NRSET; i++)
+    memcpy(blob + 6 * i, "RSET\r\n", 6);
+  memcpy(blob + 6 * NRSET, "QUIT\r\n", 7);
+  client_send(&x.c, blob, 6 * NRSET + 6);
+  free(blob);
+
+  for (rounds = 0; rounds < 20000 && !tls_over(&x); rounds++) {
+    move_c2s(&x.c, x.sv.conn, 0, 0);
+    ck_assert_int_eq(smtpd_tls_conn_pump(x.sv.conn, x.s), 0);
+    if (smtpd_session_is_done(x.s)) {
+      ck_assert(smtpd_session_is_closing(x.s));
+      ck_assert_uint_eq(smtpd_session_output(x.s, NULL), 0);
+      if (smtpd_tls_conn_want_write(x.sv.conn))
+        done_not_over = 1;
+    } else if (smtpd_session_is_closing(x.s)) {
+      ck_assert_uint_gt(smtpd_session_output(x.s, NULL), 0);
+      closing_not_done = 1;
+    }
+    move_s2c_upto(x.sv.conn, &x.c, 4096);
+    /* the client reads as it goes */
+    (void)client_recv(&x.c, &got);
+  }
+  ck_assert(tls_over(&x));
+  ck_assert(closing_not_done);
+  ck_assert(done_not_over);
+  ck_assert_int_eq(client_recv(&x.c, &got), 0); /* close_notify, last */
+  for (q = (const char *)got.d;
+       (size_t)(q - (const char *)got.d) + 14 <= got.len &&
+       memcmp(q, "250 2.0.0 Ok\r\n", 14) == 0;
+       q += 14)
+    nok++;
+  ck_assert_uint_eq(nok, NRSET);
+  ck_assert_uint_eq(got.len, 14 * NRSET + 15);
+  ck_assert_int_eq(memcmp(q, "221 2.0.0 Bye\r\n", 15), 0);
+  buf_free(&got);
+  sess_free(&x);
+}
+END_TEST
+
+/* A paused TLS session (RCPT deferred, QUIT pipelined behind it) neither
+ * reads nor writes, yet it is not done and the connection is not over;
+ * pumping it sends no close_notify. Resumed, it answers RCPT, then the
+ * held QUIT, and ends by the rule. */
+START_TEST(tls_paused_not_done)
+{
+  sess x;
+  char out[4096];
+  buf got = {0};
+
+  sess_init(&x, 0);
+  starttls_up(&x, PRIO_12);
+  tls_say(&x, "MAIL FROM:<a@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  x.log.rcpt_defer = 1;
+  tls_say(&x, "RCPT TO:<r@example.org>\r\nQUIT\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert_int_eq(x.log.rcpt, 1);
+  ck_assert(smtpd_session_is_paused(x.s));
+  ck_assert(!smtpd_session_want_read(x.s));
+  ck_assert(!smtpd_session_want_write(x.s));
+  ck_assert(!smtpd_tls_conn_want_write(x.sv.conn));
+  ck_assert(!smtpd_session_is_closing(x.s));
+  ck_assert(!smtpd_session_is_done(x.s));
+  ck_assert(!tls_over(&x));
+  /* pumping a paused session changes nothing: no close_notify */
+  ck_assert_int_eq(smtpd_tls_conn_pump(x.sv.conn, x.s), 0);
+  ck_assert(!smtpd_tls_conn_want_write(x.sv.conn));
+  ck_assert(!smtpd_session_is_done(x.s));
+  ck_assert(smtpd_session_is_paused(x.s));
+
+  ck_assert_int_eq(smtpd_session_resume(x.s, SMTPD_ACCEPT), 0);
+  ck_assert(!smtpd_session_is_done(x.s));
+  ck_assert(!tls_over(&x));
+  tls_say(&x, NULL, out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.5 Ok\r\n221 2.0.0 Bye\r\n");
+  ck_assert(smtpd_session_is_done(x.s));
+  ck_assert(tls_over(&x));
+  ck_assert_int_eq(client_recv(&x.c, &got), 0); /* close_notify came */
+  buf_free(&got);
+  sess_free(&x);
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------------------- */
 
 static Suite *tls_gnutls_suite(void)
@@ -2050,6 +2457,11 @@ static Suite *tls_gnutls_suite(void)
   tcase_add_test(tc, implicit_tls);
   tcase_add_test(tc, pump_peer_close);
   tcase_add_test(tc, pump_handshake_failure);
+  tcase_add_test(tc, starttls_tempfail_then_accept);
+  tcase_add_test(tc, starttls_deferred_resume);
+  tcase_add_test(tc, tls_done_after_quit);
+  tcase_add_test(tc, tls_done_waits_for_output);
+  tcase_add_test(tc, tls_paused_not_done);
   tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
   suite_add_tcase(s, tc);
 

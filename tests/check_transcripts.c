@@ -21,6 +21,12 @@
 #error "SMTPD_TRANSCRIPT_DIR must be defined"
 #endif
 
+/* A mismatch is a positive result beside the error table (smtpd.h). */
+_Static_assert(SMTPD_TRANSCRIPT_MISMATCH == SMTPD_RESULT_TRANSCRIPT_MISMATCH,
+               "SMTPD_TRANSCRIPT_MISMATCH is the value smtpd.h lists");
+_Static_assert(SMTPD_TRANSCRIPT_MISMATCH > 0,
+               "SMTPD_TRANSCRIPT_MISMATCH is not an error");
+
 static int cmp_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -269,6 +275,13 @@ START_TEST(test_decisions) {
                             SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
                    SMTPD_TRANSCRIPT_MISMATCH);
   ck_assert_uint_eq(res.line, 3);
+  /* an @effects no command used */
+  ck_assert_int_eq(run_text(HDR "@effects regreet\nC: NOOP\n"
+                                "S: 250 2.0.0 Ok\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 3);
+  ck_assert_ptr_nonnull(strstr(res.message, "@effects"));
   /* resume with nothing deferred */
   ck_assert_int_eq(run_text(HDR "!resume accept\n",
                             SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
@@ -281,6 +294,120 @@ START_TEST(test_decisions) {
                                 "S: 550 5.7.1 Go away\n",
                             SMTPD_TRANSCRIPT_SPLIT_BYTE, &res),
                    SMTPD_OK);
+}
+END_TEST
+
+/* New verdict words are accepted by @on, @every, defer and !resume (what
+ * the engine does with them is for the transcript files). */
+START_TEST(test_verdict_words) {
+  static const char *const ok[] = {
+      "@on rcpt disconnect\n",
+      "@every mail abort 421 4.3.0 bye\n",
+      "@on helo defer disconnect\n",
+      "@on helo defer abort\n",
+      "@every starttls tempfail\n",
+      "@every command reject 550 5.7.1 no\n",
+      "@every data-complete-rcpt defer accept\n",
+      "@every body tempfail\n",
+      "@effects reset-transaction reset-helo regreet\n",
+      "@command XCLIENT ends-group before-tls before-auth needs-helo "
+      "needs-mail needs-rcpt\n",
+      "@command ETRN no-mail\n",
+      "@param both XFLAG optional\n",
+  };
+  size_t i;
+  for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    smtpd_transcript_result res;
+    int rc = run_text(ok[i], SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res);
+    /* it parses: whatever the run gives, it is not a syntax error */
+    ck_assert_msg(rc != SMTPD_ERR_INVALID_ARGUMENT, "case %zu: %s", i,
+                  res.message);
+  }
+}
+END_TEST
+
+/* ABORT: the call that ran the decision returns
+ * SMTPD_ERR_CALLBACK_FAILURE; the driver logs "aborted", feeds nothing
+ * more and reads the 421 the session queued, then sees it closed. From a
+ * callback, from a held defer's !resume and from an automatic resume, in
+ * every split. */
+#define BYE "S: 421 4.3.2 mx.example Service shutting down\n"
+START_TEST(test_abort) {
+  static const char from_callback[] =
+      HDR "C: HELO x\nS: 250 mx.example\n"
+          "@on mail abort\n"
+          "C: MAIL FROM:<a@b.example>\n"
+          "C: NOOP\n" BYE
+          "CLOSED\n"
+          "E: mail <a@b.example>\n"
+          "E: close host\n"
+          "E: aborted\n";
+  static const char from_resume[] =
+      HDR "C: HELO x\nS: 250 mx.example\n"
+          "@on mail defer\n"
+          "C: MAIL FROM:<a@b.example>\n"
+          "NOTHING\n"
+          "E! aborted\n"
+          "!resume abort\n" BYE
+          "CLOSED\n"
+          "E: close host\n"
+          "E: aborted\n";
+  static const char auto_resume[] =
+      HDR "C: HELO x\nS: 250 mx.example\n"
+          "@on rcpt defer abort\n"
+          "C: MAIL FROM:<a@b.example>\n"
+          "S: 250 2.1.0 Ok\n"
+          "C: RCPT TO:<c@d.example>\n"
+          "C: DATA\n" BYE
+          "CLOSED\n"
+          "E: rcpt <c@d.example>\n"
+          "E: aborted\n"
+          "E! data\n";
+  static const char *const texts[] = {from_callback, from_resume,
+                                      auto_resume};
+  size_t i;
+  int s;
+  for (i = 0; i < sizeof texts / sizeof texts[0]; i++)
+    for (s = 0; s < 3; s++) {
+      smtpd_transcript_result res;
+      int rc = run_text(texts[i], (smtpd_transcript_split)s, &res);
+      ck_assert_msg(rc == SMTPD_OK, "case %zu split %d: rc %d line %u: %s "
+                    "(%s / %s)", i, s, rc, res.line, res.message,
+                    res.expected, res.actual);
+    }
+}
+END_TEST
+
+/* Options versions: 0 is invalid, a newer one unsupported. */
+START_TEST(test_opts_version) {
+  smtpd_transcript_opts opts;
+  smtpd_transcript_result res;
+  smtpd_transcript_opts_default(&opts);
+  ck_assert_uint_eq(opts.version, SMTPD_TRANSCRIPT_OPTS_VERSION);
+  opts.version = SMTPD_TRANSCRIPT_OPTS_VERSION + 1;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(good, strlen(good), &opts,
+                                               &res),
+                   SMTPD_ERR_UNSUPPORTED);
+  ck_assert_int_eq(res.status, SMTPD_ERR_UNSUPPORTED);
+  ck_assert_int_eq(res.passed, 0);
+  ck_assert_int_eq(smtpd_transcript_run_file(SMTPD_TRANSCRIPT_DIR
+                                             "/no-such-file.txt",
+                                             &opts, &res),
+                   SMTPD_ERR_UNSUPPORTED);
+  opts.version = 0;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(good, strlen(good), &opts,
+                                               &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_transcript_run_file(SMTPD_TRANSCRIPT_DIR
+                                             "/no-such-file.txt",
+                                             &opts, &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_transcript_opts_default(&opts);
+  opts.split = SMTPD_TRANSCRIPT_SPLIT_CHUNK;
+  opts.chunk = 0;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(good, strlen(good), &opts,
+                                               &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
 }
 END_TEST
 
@@ -322,7 +449,22 @@ START_TEST(test_malformed) {
       {"@on quux accept\n", 1, "unknown event"},
       {"@on rcpt maybe\n", 1, "verdict"},
       {"@on rcpt reject 55 x\n", 1, "three-digit"},
-      {"@on body reject\n", 1, "body decisions"},
+      {"@on rcpt defer defer\n", 1, "after defer"},
+      {"@on rcpt defer\n@on rcpt defer tempfail 4\n", 2, "three-digit"},
+      {"!resume later\n", 1, "resume"},
+      {"@effects\n", 1, "@effects"},
+      {"@effects regreet sometimes\n", 1, "@effects"},
+      {"@command\n", 1, "@command"},
+      {"@command XCLIENT ends-groups\n", 1, "@command flag"},
+      {"@param mail\n", 1, "@param"},
+      {"@param any NOTIFY value\n", 1, "@param"},
+      {"@param rcpt NOTIFY maybe\n", 1, "none, value or optional"},
+      {"@param rcpt NOTIFY value extra\n", 1, "extra"},
+      {"@option reply-per-rcpt maybe\n", 1, "on or off"},
+      {"@on xclient accept\n", 1, "unknown event"},
+      {"S: 220 x\n@command XCLIENT\n", 2, "before the conversation"},
+      {"S: 220 x\n@param rcpt NOTIFY value\n", 2,
+       "before the conversation"},
       {"@limit bananas 3\n", 1, "unknown limit"},
       {"@option starttls maybe\n", 1, "on or off"},
       {"!explode\n", 1, "unknown action"},
@@ -448,6 +590,9 @@ static Suite *transcripts_suite(void) {
   tcase_add_test(driver, test_body_checked);
   tcase_add_test(driver, test_closed_checked);
   tcase_add_test(driver, test_decisions);
+  tcase_add_test(driver, test_verdict_words);
+  tcase_add_test(driver, test_abort);
+  tcase_add_test(driver, test_opts_version);
   tcase_add_test(driver, test_pinned_split);
   tcase_add_test(driver, test_malformed);
   tcase_add_test(driver, test_file_errors);

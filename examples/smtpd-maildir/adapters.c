@@ -4,8 +4,8 @@
  *
  *   tls_available, tls_server_new, tls_server_del, tls_conn_new,
  *   tls_conn_del, tls_conn_feed, tls_conn_output, tls_conn_consume,
- *   tls_conn_want_read, tls_conn_want_write, tls_conn_error,
- *   sasl_cyrus_backend, sasl_backend_del
+ *   tls_conn_want_read, tls_conn_want_write, tls_conn_ended,
+ *   tls_conn_error, sasl_cyrus_backend
  */
 #include "adapters.h"
 
@@ -136,6 +136,8 @@ int tls_conn_want_write(tls_conn *c) {
          (!c->done && smtpd_session_want_write(c->s));
 }
 
+int tls_conn_ended(tls_conn *c) { return c->done; }
+
 const char *tls_conn_error(tls_conn *c) {
   return c && c->error && *c->error ? c->error : NULL;
 }
@@ -167,6 +169,7 @@ void tls_conn_consume(tls_conn *c, size_t n) { (void)c; (void)n; }
 void tls_conn_eof(tls_conn *c) { (void)c; }
 int tls_conn_want_read(tls_conn *c) { (void)c; return 0; }
 int tls_conn_want_write(tls_conn *c) { (void)c; return 0; }
+int tls_conn_ended(tls_conn *c) { (void)c; return 1; }
 const char *tls_conn_error(tls_conn *c) { (void)c; return NULL; }
 #endif
 
@@ -195,20 +198,4 @@ int sasl_cyrus_backend(smtpd_sasl_backend **out, const char *app,
   (void)out; (void)app; (void)config_dir; (void)allow_plaintext;
   return -1;
 #endif
-}
-
-void sasl_backend_del(smtpd_sasl_backend *b, int builtin) {
-  if (b == NULL)
-    return;
-#ifdef SMTPD_HAVE_SASL_BUILTIN
-  if (builtin) {
-    smtpd_sasl_builtin_del(b);
-    return;
-  }
-#endif
-#ifdef SMTPD_HAVE_CYRUS
-  if (!builtin)
-    smtpd_sasl_cyrus_del(b);
-#endif
-  (void)builtin;
 }

@@ -9,8 +9,10 @@
  *   tls_conn_feed/output/consume/eof/want_read/want_write
  *                                 the same contract as the session's
  *                                 feed/output/consume, in ciphertext
+ *   tls_conn_ended                TLS failed or the client closed it
  *   sasl_cyrus_backend            AUTH through Cyrus SASL (APP.conf)
- *   sasl_backend_del              free whichever backend was made
+ *
+ * Backends are freed with smtpd_sasl_backend_del (whichever made them).
  */
 #ifndef SMTPD_MAILDIR_ADAPTERS_H
 #define SMTPD_MAILDIR_ADAPTERS_H
@@ -29,9 +31,9 @@ int tls_available(void);
 int tls_server_new(tls_server **out, const char *cert, const char *key,
                    const char *hostname);
 void tls_server_del(tls_server *t);
-/* implicit: the connection is TLS from its first byte; otherwise the
- * session just queued "220 Ready to start TLS", which goes out in
- * plaintext before the handshake. */
+/* implicit: the connection is TLS from its first byte; otherwise it is
+ * made inside on_starttls, before the core queues "220 Ready to start
+ * TLS", and used once that reply went out in plaintext. */
 int tls_conn_new(tls_conn **out, tls_server *t, smtpd_session *s,
                  int implicit);
 void tls_conn_del(tls_conn *c);
@@ -42,13 +44,14 @@ void tls_conn_consume(tls_conn *c, size_t n);
 void tls_conn_eof(tls_conn *c);
 int tls_conn_want_read(tls_conn *c);
 int tls_conn_want_write(tls_conn *c);
+/* tls_conn_ended - the TLS layer failed or the client sent close_notify:
+ * nothing more is read; write what is left, then close. */
+int tls_conn_ended(tls_conn *c);
 /* tls_conn_error - why the TLS layer ended the connection, or NULL. */
 const char *tls_conn_error(tls_conn *c);
 
 /* app: APP.conf is read (from config_dir, NULL: libsasl2's search path) */
 int sasl_cyrus_backend(smtpd_sasl_backend **out, const char *app,
                        const char *config_dir, int allow_plaintext);
-/* builtin: the backend came from smtpd_sasl_builtin_new (--users). */
-void sasl_backend_del(smtpd_sasl_backend *b, int builtin);
 
 #endif

@@ -10,6 +10,8 @@
  *   main              options, listeners, the event loop
  *   conn_pump         move bytes between socket and session, decide
  *                     what to wait for next, close finished connections
+ *                     (conn_over: smtpd_session_is_done, and under TLS
+ *                     no ciphertext left to write)
  *   on_* callbacks    policy and delivery (Maildir via maildir.c)
  *   shutdown_step     graceful stop on SIGINT/SIGTERM
  *
@@ -95,7 +97,7 @@ typedef struct conn {
   uint64_t deadline;     /* monotonic ms; 0 = none */
   unsigned watched;      /* current POLLER_* mask */
   int eof;               /* the client closed its side */
-  int starttls;          /* switch to TLS once the 220 is written */
+  tls_conn *tls_next;    /* made by on_starttls; used once the 220 is out */
   int in_pump;
   maildir_msg msg;       /* open while a message is being received */
   char qid[40];
@@ -122,6 +124,8 @@ struct server {
   int shutting_down;
   uint64_t shutdown_deadline;
   unsigned long queue_counter;
+  long fault_tls_new;         /* test hook: fail this many STARTTLS TLS
+                                 setups (-1: all); see read_faults */
 };
 
 /* The only global: where the signal handler writes (self-pipe trick). */
@@ -200,6 +204,7 @@ static void conn_destroy(conn *c) {
   poller_remove(srv->poll, c->fd);
   close(c->fd);
   tls_conn_del(c->tls);
+  tls_conn_del(c->tls_next);
   smtpd_session_del(c->s);
   free(c->pending);
   if (c->prev)
@@ -253,6 +258,24 @@ static int flush_output(conn *c) {
   return 0;
 }
 
+/* The connection has nothing left to do. The one rule: the session is
+ * done (closing or failed, every reply consumed) and, under TLS, every
+ * octet of ciphertext, close_notify last, is written. Besides: the TLS
+ * layer ended (failure, the client's close_notify), or the client went
+ * away, and nothing is left to write. A paused session is never over:
+ * it wants neither to read nor to write while it waits for
+ * smtpd_session_resume(). */
+static int conn_over(conn *c) {
+  if (smtpd_session_is_paused(c->s))
+    return 0;
+  int ww = io_want_write(c);
+  if (smtpd_session_is_done(c->s))
+    return !ww;
+  if (c->tls && tls_conn_ended(c->tls))
+    return !ww;
+  return c->eof && c->npending == 0 && !ww;
+}
+
 /* A session that holds no transaction may be closed at shutdown. */
 static int conn_idle(const conn *c) {
   return smtpd_session_sender(c->s) == NULL && c->msg.fd < 0 &&
@@ -261,9 +284,9 @@ static int conn_idle(const conn *c) {
 
 /*
  * conn_pump - after anything happened on a connection: feed kept input,
- * write replies, and either destroy the connection (the session wants
- * neither to read nor to write) or tell the poller what to wait for.
- * Returns -1 when c was destroyed.
+ * write replies, switch to TLS after an accepted STARTTLS, and either
+ * destroy the connection (conn_over) or tell the poller what to wait
+ * for. Returns -1 when c was destroyed.
  */
 static int conn_pump(conn *c) {
   server *srv = c->srv;
@@ -277,19 +300,16 @@ static int conn_pump(conn *c) {
       conn_destroy(c);
       return -1;
     }
-    /* STARTTLS: the 220 is out; from now on the wire carries TLS. Bytes
-     * the client sent before seeing the 220 are plaintext injection
-     * attempts: the session discards them, and so do we. */
-    if (c->starttls && !io_want_write(c)) {
-      c->starttls = 0;
+    /* STARTTLS accepted (on_starttls made the TLS object) and the 220
+     * is out: from now on the wire carries TLS. Bytes the client sent
+     * before seeing the 220 are plaintext injection attempts: the
+     * session discards them, and so do we. */
+    if (c->tls_next && smtpd_session_is_tls_wait(c->s) && !io_want_write(c)) {
+      c->tls = c->tls_next;
+      c->tls_next = NULL;
       free(c->pending);
       c->pending = NULL;
       c->npending = 0;
-      if (tls_conn_new(&c->tls, srv->tls, c->s, 0) != 0) {
-        c->end_reason = "tls setup failed";
-        conn_destroy(c);
-        return -1;
-      }
       continue;
     }
     /* at shutdown, a session whose transaction just ended says goodbye */
@@ -303,11 +323,11 @@ static int conn_pump(conn *c) {
       continue;
     break;
   }
-  int wr = io_want_read(c), ww = io_want_write(c);
-  if ((!wr && !ww) || (c->eof && c->npending == 0 && !ww)) {
+  if (conn_over(c)) {
     conn_destroy(c);
     return -1;
   }
+  int wr = io_want_read(c), ww = io_want_write(c);
   if (smtpd_session_is_closing(c->s) && !c->end_reason)
     c->end_reason = "closing";
   if (smtpd_session_is_closing(c->s) &&
@@ -316,7 +336,7 @@ static int conn_pump(conn *c) {
   else if (c->deadline == 0)
     restart_timer(c);
   unsigned want = 0;
-  if (wr && c->npending == 0 && !c->eof && !c->starttls)
+  if (wr && c->npending == 0 && !c->eof && !c->tls_next)
     want |= POLLER_IN;
   if (ww)
     want |= POLLER_OUT;
@@ -384,6 +404,10 @@ static void conn_event(conn *c, unsigned events) {
 
 /* The timer of c ran out. */
 static void conn_expire(conn *c) {
+  if (smtpd_session_is_paused(c->s)) { /* we are the slow side: no 421 */
+    c->deadline = 0;
+    return;
+  }
   if (smtpd_session_is_closing(c->s)) { /* client never read the goodbye */
     c->end_reason = c->end_reason ? c->end_reason : "timeout";
     conn_destroy(c);
@@ -471,7 +495,7 @@ static void accept_some(server *srv, listener *l) {
 
 /* ---- session callbacks: policy and delivery --------------------------- */
 
-static int on_connect(smtpd_session *s, void *ud) {
+static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   conn *c = ud;
   if (c->srv->opt.max_sessions > 0 && c->srv->nconns > c->srv->opt.max_sessions) {
     c->end_reason = "too many sessions";
@@ -482,7 +506,7 @@ static int on_connect(smtpd_session *s, void *ud) {
   return SMTPD_ACCEPT;
 }
 
-static int on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
+static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   conn *c = ud;
   (void)m;
   if (c->srv->shutting_down) {
@@ -559,7 +583,7 @@ static int begin_message(conn *c) {
   return 0;
 }
 
-static int on_data(smtpd_session *s, void *ud) {
+static smtpd_verdict on_data(smtpd_session *s, void *ud) {
   conn *c = ud;
   if (begin_message(c) != 0) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
@@ -568,18 +592,19 @@ static int on_data(smtpd_session *s, void *ud) {
   return SMTPD_ACCEPT;
 }
 
-static int on_body(smtpd_session *s, const uint8_t *p, size_t n, void *ud) {
+static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
+                             void *ud) {
   conn *c = ud;
   (void)s;
   if (c->srv->opt.discard)
     c->msg.written += n;
   else
     maildir_write(&c->msg, p, n);
-  return 0;
+  return SMTPD_ACCEPT;
 }
 
-static int on_data_complete(smtpd_session *s, const smtpd_message *m,
-                            void *ud) {
+static smtpd_verdict on_data_complete(smtpd_session *s,
+                                      const smtpd_message *m, void *ud) {
   conn *c = ud;
   if (!c->srv->opt.discard) {
     if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0) {
@@ -626,10 +651,23 @@ static void on_close(smtpd_session *s, smtpd_close_reason r, void *ud) {
   msg_abort(c);
 }
 
-static void on_starttls(smtpd_session *s, void *ud) {
+/* STARTTLS is a decision: make this connection's TLS object now. If
+ * that fails, the client hears "454 4.7.0 TLS not available due to local
+ * problem" and may go on in plaintext. Otherwise the core queues the 220
+ * and conn_pump switches to the new object once it is written. */
+static smtpd_verdict on_starttls(smtpd_session *s, void *ud) {
   conn *c = ud;
-  (void)s;
-  c->starttls = 1; /* the 220 is queued: conn_pump switches once it is out */
+  server *srv = c->srv;
+  int fault = srv->fault_tls_new != 0;
+  if (fault && srv->fault_tls_new > 0)
+    srv->fault_tls_new--;
+  if (c->tls || c->tls_next || srv->tls == NULL || fault ||
+      tls_conn_new(&c->tls_next, srv->tls, s, 0) != 0) {
+    logmsg("smtpd-maildir: STARTTLS refused client=%s: cannot set up TLS%s",
+           c->addr, fault ? " (injected fault)" : "");
+    return SMTPD_TEMPFAIL;
+  }
+  return SMTPD_ACCEPT;
 }
 
 /* ---- AUTH: --users FILE ----------------------------------------------- */
@@ -673,9 +711,9 @@ static void users_free(user_table *t) {
 }
 
 #ifdef SMTPD_HAVE_SASL_BUILTIN
-static int users_verify(smtpd_session *s, const char *mech,
-                        const char *authcid, const char *authzid,
-                        const char *pw, size_t pwlen, void *ctx) {
+static smtpd_verdict users_verify(smtpd_session *s, const char *mech,
+                                  const char *authcid, const char *authzid,
+                                  const char *pw, size_t pwlen, void *ctx) {
   const user_table *t = ctx;
   (void)s;
   (void)mech;
@@ -838,6 +876,35 @@ static int parse_num(const char *s, uint64_t *out) {
     return -1;
   *out = v;
   return 0;
+}
+
+/* Test hook, for the interop tests only: SMTPD_MAILDIR_FAULT in the
+ * environment makes a named step fail on purpose. Not an option, so it
+ * stays out of --help and out of real configurations; an unknown value
+ * is refused. Known faults:
+ *   starttls-setup[:N]  the TLS object for STARTTLS cannot be made (the
+ *                       first N times; always without :N), so the client
+ *                       gets 454 and stays in plaintext */
+static int read_faults(server *srv) {
+  const char *f = getenv("SMTPD_MAILDIR_FAULT");
+  if (f == NULL || *f == '\0')
+    return 0;
+  static const char name[] = "starttls-setup";
+  size_t len = sizeof name - 1;
+  if (strncmp(f, name, len) != 0 || (f[len] != '\0' && f[len] != ':'))
+    goto bad;
+  srv->fault_tls_new = -1;
+  if (f[len] == ':') {
+    uint64_t n;
+    if (parse_num(f + len + 1, &n) != 0 || n == 0 || n > 1000000)
+      goto bad;
+    srv->fault_tls_new = (long)n;
+  }
+  logmsg("smtpd-maildir: test fault injection: %s", f);
+  return 0;
+bad:
+  fprintf(stderr, "smtpd-maildir: unknown SMTPD_MAILDIR_FAULT=%s\n", f);
+  return -1;
 }
 
 static int parse_options(options *o, int argc, char **argv) {
@@ -1018,6 +1085,10 @@ int main(int argc, char **argv) {
     free(srv);
     return 2;
   }
+  if (read_faults(srv) != 0) {
+    free(srv);
+    return 2;
+  }
   if (configure(srv) != 0 || setup_auth(srv, &users) != 0)
     return 1;
   srv->poll = poller_new();
@@ -1107,7 +1178,7 @@ int main(int argc, char **argv) {
   if (!srv->opt.discard)
     maildir_close(&srv->md);
   tls_server_del(srv->tls);
-  sasl_backend_del(srv->sasl, srv->opt.users != NULL);
+  smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
   users_free(&users);
   smtpd_config_del(srv->cfg);
   free(srv);

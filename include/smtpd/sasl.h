@@ -58,11 +58,16 @@ typedef struct smtpd_sasl_out {
   const char *reason;       /* FAIL: short text for the 535 reply */
 } smtpd_sasl_out;
 
-#define SMTPD_SASL_BACKEND_VERSION 1
+/* Version 2 added destroy at the end. smtpd_config_set_sasl still accepts
+ * version 1 tables (without destroy): the core copies the table by the
+ * size of the version it declares. */
+#define SMTPD_SASL_BACKEND_VERSION 2
 
 /* A backend: a table of functions and their context. The core borrows it
  * (smtpd_config_set_sasl); it must outlive every session using it and be
- * safe to call from every thread those sessions run in. */
+ * safe to call from every thread those sessions run in. Whoever made it
+ * frees it: the adapter's own del, or smtpd_sasl_backend_del() for any
+ * adapter-made table; a host-owned table is the host's to free. */
 typedef struct smtpd_sasl_backend {
   unsigned version; /* SMTPD_SASL_BACKEND_VERSION */
   void *ctx;
@@ -87,24 +92,42 @@ typedef struct smtpd_sasl_backend {
   /* dispose - end of the exchange, whatever its outcome (also on cancel,
    * session reset and smtpd_session_del). Never reused afterwards. */
   void (*dispose)(void *exch);
+  /* destroy - frees the backend; set by the adapter that made it; NULL for
+   * a host-owned table. Call it through smtpd_sasl_backend_del(), after
+   * the last session using the backend is gone. (Version 2.) */
+  void (*destroy)(struct smtpd_sasl_backend *backend);
 } smtpd_sasl_backend;
+
+/* smtpd_sasl_backend_del - frees any adapter-made backend through its
+ * destroy; NULL or a table without destroy (host-owned, or version 1):
+ * nothing happens. A copy of an adapter's table is not its object either:
+ * nothing happens. */
+SMTPD_API void smtpd_sasl_backend_del(smtpd_sasl_backend *backend);
 
 /* ---- built-in PLAIN / LOGIN backend ----------------------------------- */
 
 /* The host's password check. Returns an smtpd_verdict: ACCEPT, REJECT,
- * TEMPFAIL, or DEFER (then answer later with smtpd_session_resume).
- * password is not NUL-terminated inside; use password_len. */
-typedef int (*smtpd_sasl_verify_fn)(smtpd_session *s, const char *mechanism,
-                                    const char *authcid, const char *authzid,
-                                    const char *password, size_t password_len,
-                                    void *ctx);
+ * TEMPFAIL, or DEFER (then answer later with smtpd_session_resume); any
+ * other value counts as REJECT. password is not NUL-terminated inside;
+ * use password_len. */
+typedef smtpd_verdict (*smtpd_sasl_verify_fn)(smtpd_session *s,
+                                              const char *mechanism,
+                                              const char *authcid,
+                                              const char *authzid,
+                                              const char *password,
+                                              size_t password_len, void *ctx);
 
 /* smtpd_sasl_builtin_new - PLAIN and LOGIN, offered only under TLS unless
  * the channel allows plaintext (SMTPD_OPT_AUTH_PLAINTEXT). */
 SMTPD_API int smtpd_sasl_builtin_new(smtpd_sasl_backend **out,
                                      const smtpd_mem *mem,
                                      smtpd_sasl_verify_fn verify, void *ctx);
-SMTPD_API void smtpd_sasl_builtin_del(smtpd_sasl_backend *backend);
+
+/* smtpd_sasl_builtin_del - free a backend made by smtpd_sasl_builtin_new
+ * (NULL is a no-op). Returns 0, or SMTPD_ERR_INVALID_ARGUMENT and frees
+ * nothing when the table is not one it made (another adapter's, a host's,
+ * a copy). */
+SMTPD_API int smtpd_sasl_builtin_del(smtpd_sasl_backend *backend);
 
 /* smtpd_consttime_equal - 1 when the two byte strings are equal. Time
  * depends only on the lengths, not on where they differ. */

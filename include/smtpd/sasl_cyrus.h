@@ -71,8 +71,11 @@ SMTPD_API int smtpd_sasl_cyrus_new(smtpd_sasl_backend **out,
                                    const smtpd_sasl_cyrus_options *opts);
 
 /* smtpd_sasl_cyrus_del - free the backend (NULL is a no-op); the last one
- * calls sasl_server_done(). No session may use it any more. */
-SMTPD_API void smtpd_sasl_cyrus_del(smtpd_sasl_backend *backend);
+ * calls sasl_server_done(). No session may use it any more. Returns 0, or
+ * SMTPD_ERR_INVALID_ARGUMENT and frees nothing when the table is not one
+ * smtpd_sasl_cyrus_new made (another adapter's, a host's, a copy).
+ * smtpd_sasl_backend_del() frees it too. */
+SMTPD_API int smtpd_sasl_cyrus_del(smtpd_sasl_backend *backend);
 
 #ifdef __cplusplus
 }

@@ -38,9 +38,9 @@ extern "C" {
 /* ---- version ---------------------------------------------------------- */
 
 #define SMTPD_VERSION_MAJOR 0
-#define SMTPD_VERSION_MINOR 1
+#define SMTPD_VERSION_MINOR 2
 #define SMTPD_VERSION_PATCH 0
-#define SMTPD_VERSION_STRING "0.1.0"
+#define SMTPD_VERSION_STRING "0.2.0"
 /* 0xMMmmpp */
 #define SMTPD_VERSION_NUM \
   ((SMTPD_VERSION_MAJOR << 16) | (SMTPD_VERSION_MINOR << 8) | SMTPD_VERSION_PATCH)
@@ -52,20 +52,31 @@ SMTPD_API const char *smtpd_version(int *num);
 /* ---- errors ----------------------------------------------------------- */
 
 /* X(name, value, description). Values at or below SMTPD_ERR_FATAL mean
- * the session can no longer be used and should be deleted. */
+ * the session can no longer be used and should be deleted. Every code is
+ * returned somewhere:
+ *  ERR_INVALID_ARGUMENT  a NULL object, an out-of-range value, a reply
+ *                        that would not be valid SMTP
+ *  ERR_INVALID_STATE     the call is not allowed now (inside a callback,
+ *                        resume with nothing deferred, set after start)
+ *  ERR_CLOSED            the TLS peer closed (adapters)
+ *  ERR_UNSUPPORTED       a versioned struct newer than this library
+ *  ERR_TLS, ERR_SASL     the adapter's library failed
+ *  ERR_IO                a file could not be read or written (adapters)
+ *  ERR_NOMEM             an allocation failed (fatal for a session)
+ *  ERR_CALLBACK_FAILURE  a decision callback answered SMTPD_ABORT
+ * Adapters' positive results (SMTPD_TLS_AGAIN, SMTPD_TRANSCRIPT_MISMATCH)
+ * are not errors; their values are listed beside this table. */
 #define SMTPD_ERROR_TABLE(X)                                                  \
   X(OK, 0, "success")                                                         \
   X(ERR_INVALID_ARGUMENT, -1, "invalid argument")                             \
   X(ERR_INVALID_STATE, -2, "not allowed in the current session state")        \
-  X(ERR_BUFFER_TOO_SMALL, -3, "buffer too small")                             \
   X(ERR_CLOSED, -4, "session is closed")                                      \
-  X(ERR_UNSUPPORTED, -5, "not supported by this build or configuration")      \
+  X(ERR_UNSUPPORTED, -5, "not supported by this build or version")            \
   X(ERR_TLS, -6, "TLS error")                                                 \
   X(ERR_SASL, -7, "SASL backend error")                                       \
   X(ERR_IO, -8, "I/O error")                                                  \
-  X(ERR_FATAL, -900, "fatal error")                                           \
   X(ERR_NOMEM, -901, "out of memory")                                         \
-  X(ERR_CALLBACK_FAILURE, -902, "a callback reported a failure")
+  X(ERR_CALLBACK_FAILURE, -902, "a callback asked to abort the session")
 
 typedef enum smtpd_error {
 #define SMTPD_ERROR_ENUM_(name, value, text) SMTPD_##name = value,
@@ -73,6 +84,15 @@ typedef enum smtpd_error {
 #undef SMTPD_ERROR_ENUM_
   SMTPD_ERROR_END_ = 1
 } smtpd_error;
+
+/* Not a code any call returns: the threshold at or below which a code is
+ * fatal (smtpd_is_fatal). */
+#define SMTPD_ERR_FATAL (-900)
+
+/* Positive results of adapter calls, beside the error table (never
+ * negative, never returned by the core): */
+#define SMTPD_RESULT_TLS_AGAIN 1           /* tls_gnutls.h: SMTPD_TLS_AGAIN */
+#define SMTPD_RESULT_TRANSCRIPT_MISMATCH 2 /* transcript.h */
 
 /* smtpd_strerror - a static English description of an error code. */
 SMTPD_API const char *smtpd_strerror(int err);
@@ -100,16 +120,25 @@ SMTPD_API const smtpd_mem *smtpd_mem_default(void);
 /* ---- verdicts --------------------------------------------------------- */
 
 /* What a decision callback (and smtpd_session_resume) answers.
- *  ACCEPT    the command succeeds; default or smtpd_session_set_reply text
- *  REJECT    permanent refusal (default 5xx, or the reply set)
- *  TEMPFAIL  temporary refusal (default 4xx, or the reply set)
- *  DEFER     pause: the session stops reading input and waits for
- *            smtpd_session_resume(); only valid as a callback's return */
+ *  ACCEPT      the command succeeds; default or smtpd_session_set_reply
+ *              text
+ *  REJECT      permanent refusal (default 5xx, or the reply set)
+ *  TEMPFAIL    temporary refusal (default 4xx, or the reply set)
+ *  DEFER       pause: the session stops reading input and waits for
+ *              smtpd_session_resume(); only valid as a callback's return
+ *  DISCONNECT  end the session: 421 (the reply set when it is a 421, else
+ *              "421 4.3.2 <host> Service shutting down"), on_close with
+ *              SMTPD_CLOSE_HOST; feed goes on normally
+ *  ABORT       the same, and the call that ran the callback (feed,
+ *              resume, start) returns SMTPD_ERR_CALLBACK_FAILURE: the
+ *              host cannot go on with this session */
 typedef enum smtpd_verdict {
   SMTPD_ACCEPT = 0,
   SMTPD_REJECT = 1,
   SMTPD_TEMPFAIL = 2,
-  SMTPD_DEFER = 3
+  SMTPD_DEFER = 3,
+  SMTPD_DISCONNECT = 4,
+  SMTPD_ABORT = 5
 } smtpd_verdict;
 
 /* ---- configuration ---------------------------------------------------- */
@@ -150,6 +179,9 @@ typedef enum smtpd_option {
   SMTPD_OPT_REQUIRE_AUTH,        /* default off: MAIL needs AUTH (530) */
   SMTPD_OPT_AUTH_PLAINTEXT,      /* default off: plaintext SASL mechanisms
                                     allowed without TLS */
+  SMTPD_OPT_REPLY_PER_RCPT,      /* default off: the end of a message is
+                                    answered once per accepted recipient,
+                                    in order (LMTP, RFC 2033 4.2) */
   SMTPD_OPT_COUNT_
 } smtpd_option;
 
@@ -191,16 +223,20 @@ SMTPD_API int smtpd_config_set_hostname(smtpd_config *cfg, const char *name);
 SMTPD_API int smtpd_config_set_banner(smtpd_config *cfg, const char *text);
 SMTPD_API int smtpd_config_set_limit(smtpd_config *cfg, smtpd_limit which,
                                      uint64_t value);
-SMTPD_API uint64_t smtpd_config_get_limit(const smtpd_config *cfg,
-                                          smtpd_limit which);
+/* smtpd_config_get_limit - *value receives the limit; 0 or
+ * SMTPD_ERR_INVALID_ARGUMENT (then *value is untouched). */
+SMTPD_API int smtpd_config_get_limit(const smtpd_config *cfg,
+                                     smtpd_limit which, uint64_t *value);
 /* smtpd_config_set_timeout - milliseconds reported by
  * smtpd_session_timeout() for that state. */
 SMTPD_API int smtpd_config_set_timeout(smtpd_config *cfg, smtpd_timeout which,
                                        uint32_t ms);
 SMTPD_API int smtpd_config_set_option(smtpd_config *cfg, smtpd_option opt,
                                       int on);
+/* smtpd_config_get_option - *on receives 1 or 0; returns 0 or
+ * SMTPD_ERR_INVALID_ARGUMENT (then *on is untouched). */
 SMTPD_API int smtpd_config_get_option(const smtpd_config *cfg,
-                                      smtpd_option opt);
+                                      smtpd_option opt, int *on);
 SMTPD_API int smtpd_config_set_line_ending(smtpd_config *cfg,
                                            smtpd_line_ending policy);
 SMTPD_API int smtpd_config_set_sync_policy(smtpd_config *cfg,
@@ -211,8 +247,56 @@ SMTPD_API int smtpd_config_set_long_line(smtpd_config *cfg,
  * "XCLIENT NAME ADDR" (copied; printable ASCII). At most 16. */
 SMTPD_API int smtpd_config_add_ehlo_keyword(smtpd_config *cfg,
                                             const char *keyword);
-/* smtpd_config_set_sasl - the AUTH backend (borrowed; NULL disables AUTH).
- * See include/smtpd/sasl.h. */
+/* Flags of a command-table row, for the core's verbs and the host's.
+ * A verb without BEFORE_TLS is answered "530 5.7.0 Must issue a STARTTLS
+ * command first" while SMTPD_OPT_REQUIRE_TLS holds and the session is
+ * not encrypted; one without BEFORE_AUTH "530 5.7.0 Authentication
+ * required" while SMTPD_OPT_REQUIRE_AUTH holds and the client has not
+ * authenticated. NEEDS_* refuse the verb with 503 5.5.1 until HELO/EHLO,
+ * MAIL, RCPT succeeded; NO_MAIL refuses it inside a transaction.
+ * ENDS_GROUP: input after it is a synchronisation violation until its
+ * reply was consumed (RFC 2920 3.1). */
+#define SMTPD_CMD_ENDS_GROUP 0x01u
+#define SMTPD_CMD_BEFORE_TLS 0x02u
+#define SMTPD_CMD_BEFORE_AUTH 0x04u
+#define SMTPD_CMD_NEEDS_HELO 0x08u
+#define SMTPD_CMD_NEEDS_MAIL 0x10u
+#define SMTPD_CMD_NEEDS_RCPT 0x20u
+#define SMTPD_CMD_NO_MAIL 0x40u
+
+/* smtpd_config_add_command - a verb the host answers (on_command), such
+ * as "XCLIENT" or "ETRN": 1..16 letters, digits or '-', matched without
+ * regard to case; flags as above. A verb the core implements is refused
+ * with SMTPD_ERR_INVALID_STATE, a second registration of the same verb
+ * replaces its flags. At most 32. */
+SMTPD_API int smtpd_config_add_command(smtpd_config *cfg, const char *verb,
+                                       unsigned flags);
+
+/* Where a declared ESMTP parameter may appear, and what it takes. */
+#define SMTPD_PARAM_MAIL 0x1u
+#define SMTPD_PARAM_RCPT 0x2u
+typedef enum smtpd_param_value {
+  SMTPD_PARAM_NO_VALUE = 0,  /* "KEYWORD" only; "KEYWORD=x" gets 501 */
+  SMTPD_PARAM_VALUE,         /* "KEYWORD=value" only; bare gets 501 */
+  SMTPD_PARAM_OPTIONAL_VALUE /* either */
+} smtpd_param_value;
+
+/* smtpd_config_add_param - accept the MAIL and/or RCPT parameter keyword
+ * (esmtp-keyword, matched without regard to case) and hand it to on_mail /
+ * on_rcpt in params. A declared keyword given with a value it may not
+ * have, or without one it needs, gets "501 5.5.4 Bad KEYWORD parameter
+ * syntax". Parameters neither declared nor known to the core (SIZE, BODY,
+ * SMTPUTF8, AUTH, each when its option is on) are answered "555 5.5.4
+ * Unsupported option". The core still validates the keywords it knows.
+ * Declaring one again replaces it. At most 32. */
+SMTPD_API int smtpd_config_add_param(smtpd_config *cfg, unsigned where,
+                                     const char *keyword,
+                                     smtpd_param_value value);
+
+/* smtpd_config_set_sasl - the AUTH backend (NULL disables AUTH). The
+ * table is copied by its version (a newer one: SMTPD_ERR_UNSUPPORTED);
+ * the backend it points at (ctx) is borrowed and must outlive the
+ * config. See include/smtpd/sasl.h. */
 SMTPD_API int smtpd_config_set_sasl(smtpd_config *cfg,
                                     const struct smtpd_sasl_backend *backend);
 
@@ -267,6 +351,12 @@ typedef struct smtpd_message {
   size_t nrecipients;
 } smtpd_message;
 
+/* A host-registered verb (smtpd_config_add_command). */
+typedef struct smtpd_command {
+  const char *verb; /* as the host registered it */
+  const char *arg;  /* the rest of the line after one space; "" if none */
+} smtpd_command;
+
 typedef struct smtpd_auth_result {
   const char *mechanism;
   const char *authcid;     /* authentication identity; may be NULL */
@@ -319,28 +409,49 @@ typedef struct smtpd_tls_info {
  * session first and the session's user_data last. A decision callback
  * returns an smtpd_verdict; before returning REJECT/TEMPFAIL/ACCEPT it
  * may call smtpd_session_set_reply() to choose the reply text. No
- * callback may call smtpd_session_feed/resume/del on its own session. */
-#define SMTPD_CALLBACKS_VERSION 1
+ * callback may call smtpd_session_feed/resume/del on its own session.
+ *
+ * Versioning: set version to SMTPD_CALLBACKS_VERSION. The library copies
+ * as many members as that version had (older programs keep working; the
+ * newer members are NULL for them) and refuses a newer version with
+ * SMTPD_ERR_UNSUPPORTED. Members are only ever added at the end.
+ *  version 1 (0.1): on_connect .. on_close; on_starttls was a
+ *                   notification (void) fired after the 220 was queued
+ *  version 2 (0.2): on_command, on_data_complete_rcpt; on_starttls is a
+ *                   decision */
+#define SMTPD_CALLBACKS_VERSION 2
 typedef struct smtpd_callbacks {
   unsigned version; /* SMTPD_CALLBACKS_VERSION */
-  /* decisions: return smtpd_verdict */
-  int (*on_connect)(smtpd_session *s, void *ud);
-  int (*on_helo)(smtpd_session *s, const smtpd_helo *helo, void *ud);
-  int (*on_mail)(smtpd_session *s, const smtpd_mail *mail, void *ud);
-  int (*on_rcpt)(smtpd_session *s, const smtpd_rcpt *rcpt, void *ud);
-  int (*on_data)(smtpd_session *s, void *ud); /* DATA start */
-  int (*on_data_complete)(smtpd_session *s, const smtpd_message *msg,
-                          void *ud);
-  int (*on_vrfy)(smtpd_session *s, const char *arg, void *ud); /* 252 */
-  /* body: dot-unstuffed bytes, valid during the call only. Return 0, or
-   * SMTPD_DEFER to stop reading after this chunk until resume. */
-  int (*on_body)(smtpd_session *s, const uint8_t *data, size_t len,
-                 void *ud);
+  /* decisions */
+  smtpd_verdict (*on_connect)(smtpd_session *s, void *ud);
+  smtpd_verdict (*on_helo)(smtpd_session *s, const smtpd_helo *helo,
+                           void *ud);
+  smtpd_verdict (*on_mail)(smtpd_session *s, const smtpd_mail *mail,
+                           void *ud);
+  smtpd_verdict (*on_rcpt)(smtpd_session *s, const smtpd_rcpt *rcpt,
+                           void *ud);
+  smtpd_verdict (*on_data)(smtpd_session *s, void *ud); /* DATA start */
+  /* the message ended: one verdict for all recipients (unless
+   * SMTPD_OPT_REPLY_PER_RCPT, see on_data_complete_rcpt) */
+  smtpd_verdict (*on_data_complete)(smtpd_session *s,
+                                    const smtpd_message *msg, void *ud);
+  smtpd_verdict (*on_vrfy)(smtpd_session *s, const char *arg,
+                           void *ud); /* default 252 */
+  /* body: dot-unstuffed bytes, valid during the call only. ACCEPT goes
+   * on; DEFER stops reading after this chunk until resume; REJECT or
+   * TEMPFAIL refuse the message (read to its end, then answered);
+   * DISCONNECT / ABORT end the session. */
+  smtpd_verdict (*on_body)(smtpd_session *s, const uint8_t *data,
+                           size_t len, void *ud);
   /* notifications */
   void (*on_rset)(smtpd_session *s, void *ud);
   void (*on_quit)(smtpd_session *s, void *ud);
-  void (*on_starttls)(smtpd_session *s, void *ud); /* start the handshake
-                                    once the 220 reply is written */
+  /* STARTTLS: ACCEPT queues "220 2.0.0 Ready to start TLS" and the host
+   * starts the handshake once it is written (smtpd_session_is_tls_wait);
+   * TEMPFAIL answers "454 4.7.0 TLS not available due to local problem"
+   * and the session goes on in plaintext (REJECT: "554 5.7.3 TLS not
+   * available"). NULL: accept. */
+  smtpd_verdict (*on_starttls)(smtpd_session *s, void *ud);
   void (*on_auth_ok)(smtpd_session *s, const smtpd_auth_result *r,
                      void *ud);
   void (*on_auth_fail)(smtpd_session *s, const smtpd_auth_result *r,
@@ -348,13 +459,29 @@ typedef struct smtpd_callbacks {
   void (*on_tls_required)(smtpd_session *s, const char *command, void *ud);
   void (*on_notice)(smtpd_session *s, const smtpd_notice *n, void *ud);
   void (*on_close)(smtpd_session *s, smtpd_close_reason reason, void *ud);
+  /* ---- version 2 ---- */
+  /* a host-registered verb: default replies 250 2.0.0 Ok / 550 5.7.1
+   * Command rejected / 450 4.7.1 Command rejected: try again later. May
+   * call smtpd_session_set_effects(). NULL: every registered verb gets
+   * "502 5.5.1 Error: command not implemented". */
+  smtpd_verdict (*on_command)(smtpd_session *s, const smtpd_command *cmd,
+                              void *ud);
+  /* with SMTPD_OPT_REPLY_PER_RCPT: called for recipient msg->recipients
+   * [index], index 0, 1, ... in order, each answered (or deferred and
+   * resumed) before the next is asked; on_data_complete is not called.
+   * NULL: every recipient is accepted. */
+  smtpd_verdict (*on_data_complete_rcpt)(smtpd_session *s,
+                                         const smtpd_message *msg,
+                                         size_t index, void *ud);
 } smtpd_callbacks;
 
 /* ---- session ---------------------------------------------------------- */
 
 /* smtpd_session_new - a session in its initial state; no callback runs
- * and nothing is queued until smtpd_session_start(). cb is copied (NULL:
- * no callbacks); cfg is borrowed. *out is untouched on failure. */
+ * and nothing is queued until smtpd_session_start(). cb is copied by its
+ * version (NULL: no callbacks; a version newer than this library:
+ * SMTPD_ERR_UNSUPPORTED); cfg is borrowed. *out is untouched on
+ * failure. */
 SMTPD_API int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
                                 const smtpd_callbacks *cb, void *user_data);
 /* smtpd_session_del - free the session (NULL is a no-op). No callback. */
@@ -365,7 +492,9 @@ SMTPD_API void smtpd_session_set_user_data(smtpd_session *s, void *ud);
 
 /* smtpd_session_set_client - the client's address text (e.g. "192.0.2.1"
  * or "2001:db8::1") and verified reverse name (NULL: unknown), copied.
- * Used by SASL backends and the Received: helper. Call before start. */
+ * Used by SASL backends and the Received: helper. Usually called before
+ * start; also allowed later (XCLIENT, a PROXY header), which invalidates
+ * the strings smtpd_session_client_addr/rdns returned before. */
 SMTPD_API int smtpd_session_set_client(smtpd_session *s, const char *addr,
                                        const char *rdns);
 /* smtpd_session_set_implicit_tls - the connection is TLS from the first
@@ -393,15 +522,26 @@ SMTPD_API size_t smtpd_session_output(smtpd_session *s, const uint8_t **data);
 SMTPD_API int smtpd_session_consume(smtpd_session *s, size_t n);
 
 /* smtpd_session_want_read / want_write - whether the host should read
- * from the client / has bytes to write. When neither is true the session
- * is over: close the connection and delete it. */
+ * from the client now / has bytes to write. Neither says the session is
+ * over: a paused session wants neither while it waits for resume. */
 SMTPD_API int smtpd_session_want_read(const smtpd_session *s);
 SMTPD_API int smtpd_session_want_write(const smtpd_session *s);
+/* smtpd_session_is_done - the one end-of-session rule: the session is
+ * closing and every reply octet was consumed (a session that failed with
+ * SMTPD_ERR_NOMEM is done at once; one a callback aborted keeps its 421
+ * to write). Then close the connection and delete the session. Never
+ * true while paused. Under TLS the connection is over when this holds and
+ * the TLS connection has no ciphertext left to write (docs/API.md). */
+SMTPD_API int smtpd_session_is_done(const smtpd_session *s);
 /* smtpd_session_is_paused - a decision was deferred and awaits resume. */
 SMTPD_API int smtpd_session_is_paused(const smtpd_session *s);
 /* smtpd_session_is_closing - the session will not read again; it ends
  * when the output is written. */
 SMTPD_API int smtpd_session_is_closing(const smtpd_session *s);
+/* smtpd_session_is_tls_wait - STARTTLS was accepted (or the connection is
+ * implicit TLS) and the handshake has not been reported yet: once the
+ * queued output is written, the host runs the handshake. */
+SMTPD_API int smtpd_session_is_tls_wait(const smtpd_session *s);
 
 /* smtpd_session_set_reply - inside a decision callback, or while paused
  * before resume: the reply to send. code 200..599 (354 for DATA start);
@@ -415,8 +555,21 @@ SMTPD_API int smtpd_session_set_reply_lines(smtpd_session *s, int code,
                                             const char *const *lines,
                                             size_t nlines);
 /* smtpd_session_resume - the decision for a deferred callback (ACCEPT,
- * REJECT or TEMPFAIL). Never call it from inside a callback. */
-SMTPD_API int smtpd_session_resume(smtpd_session *s, int verdict);
+ * REJECT, TEMPFAIL, DISCONNECT or ABORT). Never call it from inside a
+ * callback. Returns 0, SMTPD_ERR_CALLBACK_FAILURE after ABORT, or
+ * another error. */
+SMTPD_API int smtpd_session_resume(smtpd_session *s, smtpd_verdict verdict);
+
+/* What an accepted host command does to the session, besides its reply
+ * (smtpd_session_set_effects, during on_command or while it is deferred):
+ *  RESET_TRANSACTION  forget MAIL and RCPT, as RSET (on_rset not fired)
+ *  RESET_HELO         also forget HELO/EHLO: the client must greet again
+ *  REGREET            the success reply is the greeting, "220 <host>
+ *                     <banner>", instead of 250 (what XCLIENT answers) */
+#define SMTPD_EFFECT_RESET_TRANSACTION 0x1u
+#define SMTPD_EFFECT_RESET_HELO 0x2u
+#define SMTPD_EFFECT_REGREET 0x4u
+SMTPD_API int smtpd_session_set_effects(smtpd_session *s, unsigned effects);
 
 /* smtpd_session_timeout - which client timeout applies now and its length
  * in milliseconds (0 with SMTPD_TIMEOUT_NONE). Restart the timer whenever

@@ -25,8 +25,11 @@ extern "C" {
 #endif
 
 /* Returned (positive) by smtpd_tls_conn_handshake: not finished, feed more
- * ciphertext (after writing out whatever smtpd_tls_conn_output holds). */
-#define SMTPD_TLS_AGAIN 1
+ * ciphertext (after writing out whatever smtpd_tls_conn_output holds).
+ * Not an error: the adapters' positive results are listed beside the
+ * error table in smtpd.h (SMTPD_RESULT_*), which keeps their values
+ * apart from each other and from every smtpd_error. */
+#define SMTPD_TLS_AGAIN SMTPD_RESULT_TLS_AGAIN
 
 /* The default GnuTLS priority string: TLS 1.2 and 1.3 only, GnuTLS's
  * NORMAL cipher and group choices otherwise. */

@@ -30,6 +30,11 @@
  *   T: kind [ms]       the timeout that applies now (none/command/data)
  *   !timeout !tls !close !resume   host actions
  *
+ * Configuration directives set up the smtpd_config (@hostname, @option,
+ * @param, @command, ...); decision directives (@on, @every, @effects)
+ * answer the session's callbacks with a verdict: accept, reject,
+ * tempfail, defer, disconnect or abort.
+ *
  * Escapes in text: \r \n \t \0 \\ \xHH, and \{N:chars} for chars
  * repeated N times (chars: printable, no '}', no '\').
  *
@@ -60,8 +65,10 @@ typedef enum smtpd_transcript_split {
 } smtpd_transcript_split;
 
 /* Returned by the run functions (besides SMTPD_OK and negative errors)
- * when the transcript ran and the session did not behave as written. */
-#define SMTPD_TRANSCRIPT_MISMATCH 1
+ * when the transcript ran and the session did not behave as written. A
+ * positive result, not an error (smtpd.h lists its value beside the error
+ * table); compare with the name, never with a number. */
+#define SMTPD_TRANSCRIPT_MISMATCH SMTPD_RESULT_TRANSCRIPT_MISMATCH
 
 #define SMTPD_TRANSCRIPT_OPTS_VERSION 1
 typedef struct smtpd_transcript_opts {
@@ -103,7 +110,9 @@ SMTPD_API void smtpd_transcript_opts_default(smtpd_transcript_opts *opts);
  * (defaults); res may be NULL. Returns SMTPD_OK when every expectation
  * held, SMTPD_TRANSCRIPT_MISMATCH when the session differed (res says
  * where), SMTPD_ERR_INVALID_ARGUMENT for a malformed transcript (res->line
- * and res->message say what is wrong; nothing was run), SMTPD_ERR_NOMEM
+ * and res->message say what is wrong; nothing was run) or bad opts
+ * (version 0, SPLIT_CHUNK with chunk 0), SMTPD_ERR_UNSUPPORTED for an
+ * opts version newer than SMTPD_TRANSCRIPT_OPTS_VERSION, SMTPD_ERR_NOMEM
  * when an allocation failed. */
 SMTPD_API int smtpd_transcript_run_buffer(const char *text, size_t len,
                                           const smtpd_transcript_opts *opts,

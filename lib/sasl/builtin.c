@@ -7,7 +7,8 @@
  * identities, and asks the host's verify callback.
  *
  *   smtpd_sasl_builtin_new   create the backend (a function table)
- *   smtpd_sasl_builtin_del   free it
+ *   smtpd_sasl_builtin_del   free it (refuses tables it did not make)
+ *   smtpd_sasl_backend_del   free any adapter-made backend via destroy
  *   smtpd_consttime_equal    compare secrets in length-only time
  *
  * Rules kept here (docs/sasl.md says the same in prose):
@@ -178,7 +179,8 @@ static int finish(exchange *x, int status, smtpd_sasl_out *out) {
   return status;
 }
 
-/* verdict_status - what a verify verdict means for the exchange. */
+/* verdict_status - what a verify verdict means for the exchange (resume
+ * passes the host's verdict as an int: anything unknown is REJECT). */
 static int verdict_status(int verdict) {
   switch (verdict) {
   case SMTPD_ACCEPT:
@@ -198,7 +200,7 @@ static int check(exchange *x, const uint8_t *pw, size_t pwlen,
   builtin *be = x->be;
   const char *mech = x->mech == MECH_PLAIN ? "PLAIN" : "LOGIN";
   char *copy;
-  int verdict;
+  smtpd_verdict verdict;
 
   if (pwlen == 0 || pwlen > MAX_PASSWORD || memchr(pw, 0, pwlen))
     return finish(x, SMTPD_SASL_BADPROT, out);
@@ -394,7 +396,33 @@ static void b_dispose(void *exch) {
   mem.free(x, mem.ctx);
 }
 
-/* ---- constructor -------------------------------------------------------- */
+/* ---- constructor and destructor ----------------------------------------- */
+
+static void b_destroy(smtpd_sasl_backend *backend);
+
+/* own - the builtin behind backend, or NULL when the table is not one
+ * smtpd_sasl_builtin_new made: another adapter's or a host's (destroy is
+ * not ours), or a copy of ours (not the table inside its builtin). */
+static builtin *own(smtpd_sasl_backend *backend) {
+  builtin *be;
+
+  /* A version 1 table ends before destroy: do not read it. */
+  if (!backend || backend->version < 2 || backend->destroy != b_destroy)
+    return NULL;
+  be = backend->ctx;
+  return be && &be->table == backend ? be : NULL;
+}
+
+static void b_destroy(smtpd_sasl_backend *backend) {
+  builtin *be = own(backend);
+  smtpd_mem mem;
+
+  if (!be)
+    return; /* a copy: the original is freed through itself */
+  mem = be->mem;
+  wipe(be, sizeof *be);
+  mem.free(be, mem.ctx);
+}
 
 int smtpd_sasl_builtin_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
                            smtpd_sasl_verify_fn verify, void *ctx) {
@@ -419,20 +447,23 @@ int smtpd_sasl_builtin_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
   be->table.step = b_step;
   be->table.resume = b_resume;
   be->table.dispose = b_dispose;
+  be->table.destroy = b_destroy;
   *out = &be->table;
   return SMTPD_OK;
 }
 
-void smtpd_sasl_builtin_del(smtpd_sasl_backend *backend) {
-  builtin *be;
-  smtpd_mem mem;
-
+int smtpd_sasl_builtin_del(smtpd_sasl_backend *backend) {
   if (!backend)
-    return;
-  be = (builtin *)backend->ctx;
-  if (!be || &be->table != backend)
-    return; /* not ours: refuse to free it */
-  mem = be->mem;
-  wipe(be, sizeof *be);
-  mem.free(be, mem.ctx);
+    return SMTPD_OK;
+  if (!own(backend))
+    return SMTPD_ERR_INVALID_ARGUMENT; /* not ours: refuse to free it */
+  b_destroy(backend);
+  return SMTPD_OK;
+}
+
+/* smtpd_sasl_backend_del - any adapter's backend, through its destroy
+ * (which checks the table is really its own). */
+void smtpd_sasl_backend_del(smtpd_sasl_backend *backend) {
+  if (backend && backend->version >= 2 && backend->destroy)
+    backend->destroy(backend);
 }

@@ -11,7 +11,8 @@
  *   smtpd_sasl_cyrus_options_init  default options
  *   smtpd_sasl_cyrus_new           create a backend (first one initialises
  *                                  libsasl2 for the process)
- *   smtpd_sasl_cyrus_del           free it (last one: sasl_server_done)
+ *   smtpd_sasl_cyrus_del           free it (last one: sasl_server_done);
+ *                                  refuses tables it did not make
  *
  * Process-wide state: libsasl2 is global by design (sasl_server_init
  * registers callbacks and an application name for the whole process, its
@@ -573,6 +574,31 @@ static void global_done(void) {
   pthread_mutex_unlock(&g_lock);
 }
 
+static void c_destroy(smtpd_sasl_backend *backend);
+
+/* own - the cyrus behind backend, or NULL when the table is not one
+ * smtpd_sasl_cyrus_new made: another adapter's or a host's (destroy is not
+ * ours), or a copy of ours (not the table inside its cyrus). */
+static cyrus *own(smtpd_sasl_backend *backend) {
+  cyrus *be;
+
+  /* A version 1 table ends before destroy: do not read it. */
+  if (!backend || backend->version < 2 || backend->destroy != c_destroy)
+    return NULL;
+  be = backend->ctx;
+  return be && &be->table == backend ? be : NULL;
+}
+
+static void c_destroy(smtpd_sasl_backend *backend) {
+  cyrus *be = own(backend);
+
+  if (!be)
+    return; /* a copy: the original is freed through itself */
+  if (be->owns_init)
+    global_done();
+  free_backend(be);
+}
+
 int smtpd_sasl_cyrus_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
                          const smtpd_sasl_cyrus_options *opts) {
   smtpd_sasl_cyrus_options defaults;
@@ -625,19 +651,16 @@ int smtpd_sasl_cyrus_new(smtpd_sasl_backend **out, const smtpd_mem *mem,
   be->table.step = c_step;
   be->table.resume = c_resume;
   be->table.dispose = c_dispose;
+  be->table.destroy = c_destroy;
   *out = &be->table;
   return SMTPD_OK;
 }
 
-void smtpd_sasl_cyrus_del(smtpd_sasl_backend *backend) {
-  cyrus *be;
-
+int smtpd_sasl_cyrus_del(smtpd_sasl_backend *backend) {
   if (!backend)
-    return;
-  be = (cyrus *)backend->ctx;
-  if (!be || &be->table != backend)
-    return; /* not ours */
-  if (be->owns_init)
-    global_done();
-  free_backend(be);
+    return SMTPD_OK;
+  if (!own(backend))
+    return SMTPD_ERR_INVALID_ARGUMENT; /* not ours: refuse to free it */
+  c_destroy(backend);
+  return SMTPD_OK;
 }

@@ -514,7 +514,7 @@ static inline void hh_maybe_set_reply(hh_host *h, uint64_t r, int verdict,
 }
 
 /* The verdict for decision number k (split-invariant). */
-static inline int hh_decide(hh_host *h, const char *what, int is_data) {
+static inline smtpd_verdict hh_decide(hh_host *h, const char *what, int is_data) {
   uint64_t k = h->ndec++;
   uint64_t r = hh_mix(h->seed ^ (k * UINT64_C(0x100000001b3)));
   int v;
@@ -533,18 +533,18 @@ static inline int hh_decide(hh_host *h, const char *what, int is_data) {
   v = r % 8 == 0 ? SMTPD_REJECT : r % 8 == 1 ? SMTPD_TEMPFAIL : SMTPD_ACCEPT;
   hh_maybe_set_reply(h, r >> 3, v, is_data);
   hh_ev(h, "%s #%llu -> %d", what, (unsigned long long)k, v);
-  return v;
+  return (smtpd_verdict)v;
 }
 
 static inline hh_host *hh_of(void *ud) { return ud; }
 
-static inline int hh_on_connect(smtpd_session *s, void *ud) {
+static inline smtpd_verdict hh_on_connect(smtpd_session *s, void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
   return hh_decide(h, "connect", 0);
 }
 
-static inline int hh_on_helo(smtpd_session *s, const smtpd_helo *x,
+static inline smtpd_verdict hh_on_helo(smtpd_session *s, const smtpd_helo *x,
                              void *ud) {
   hh_host *h = hh_of(ud);
   const char *q;
@@ -561,7 +561,7 @@ static inline int hh_on_helo(smtpd_session *s, const smtpd_helo *x,
   return hh_decide(h, "helo", 0);
 }
 
-static inline int hh_on_mail(smtpd_session *s, const smtpd_mail *m,
+static inline smtpd_verdict hh_on_mail(smtpd_session *s, const smtpd_mail *m,
                              void *ud) {
   hh_host *h = hh_of(ud);
   int v;
@@ -578,7 +578,7 @@ static inline int hh_on_mail(smtpd_session *s, const smtpd_mail *m,
   return v;
 }
 
-static inline int hh_on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
+static inline smtpd_verdict hh_on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
                              void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
@@ -590,14 +590,14 @@ static inline int hh_on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
   return hh_decide(h, "rcpt", 0);
 }
 
-static inline int hh_on_data(smtpd_session *s, void *ud) {
+static inline smtpd_verdict hh_on_data(smtpd_session *s, void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
   h->body.len = 0;
   return hh_decide(h, "data", 1);
 }
 
-static inline int hh_on_complete(smtpd_session *s, const smtpd_message *m,
+static inline smtpd_verdict hh_on_complete(smtpd_session *s, const smtpd_message *m,
                                  void *ud) {
   hh_host *h = hh_of(ud);
   size_t i;
@@ -616,14 +616,14 @@ static inline int hh_on_complete(smtpd_session *s, const smtpd_message *m,
   return hh_decide(h, "complete", 0);
 }
 
-static inline int hh_on_vrfy(smtpd_session *s, const char *arg, void *ud) {
+static inline smtpd_verdict hh_on_vrfy(smtpd_session *s, const char *arg, void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
   hh_ev(h, "vrfy [%s]", arg);
   return hh_decide(h, "vrfy", 0);
 }
 
-static inline int hh_on_body(smtpd_session *s, const uint8_t *d, size_t n,
+static inline smtpd_verdict hh_on_body(smtpd_session *s, const uint8_t *d, size_t n,
                              void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
@@ -654,11 +654,12 @@ static inline void hh_on_quit(smtpd_session *s, void *ud) {
   hh_ev(h, "quit");
 }
 
-static inline void hh_on_starttls(smtpd_session *s, void *ud) {
+static inline smtpd_verdict hh_on_starttls(smtpd_session *s, void *ud) {
   hh_host *h = hh_of(ud);
   (void)s;
   h->tls_pending = 1;
   hh_ev(h, "starttls");
+  return SMTPD_ACCEPT;
 }
 
 static inline void hh_on_auth_ok(smtpd_session *s, const smtpd_auth_result *r,
@@ -714,10 +715,11 @@ static inline void hh_on_close(smtpd_session *s, smtpd_close_reason r,
   hh_ev(h, "close %d", (int)r);
 }
 
-static inline int hh_verify(smtpd_session *s, const char *mech,
-                            const char *authcid, const char *authzid,
-                            const char *password, size_t password_len,
-                            void *ctx) {
+static inline smtpd_verdict hh_verify(smtpd_session *s, const char *mech,
+                                      const char *authcid,
+                                      const char *authzid,
+                                      const char *password,
+                                      size_t password_len, void *ctx) {
   hh_host *h = ctx;
   int v;
   (void)s;
@@ -730,7 +732,7 @@ static inline int hh_verify(smtpd_session *s, const char *mech,
       !(authcid && !strcmp(authcid, "user") &&
         smtpd_consttime_equal(password, password_len, "secret", 6)))
     v = SMTPD_REJECT;
-  return v;
+  return (smtpd_verdict)v;
 }
 
 static inline smtpd_callbacks hh_callbacks(void) {

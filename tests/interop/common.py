@@ -65,7 +65,9 @@ class Server:
     """One smtpd-maildir process with its own temporary directory."""
 
     def __init__(self, binary, args=(), listen="127.0.0.1:0", maildir=True,
-                 tmp=None):
+                 tmp=None, env=None):
+        """env: extra environment variables for the server (for example
+        SMTPD_MAILDIR_FAULT, the server's fault-injection hook)."""
         self.tmp = tmp or tempfile.mkdtemp(prefix="smtpd-interop-")
         self.maildir = os.path.join(self.tmp, "mail")
         self.logpath = os.path.join(self.tmp, "server.log")
@@ -77,7 +79,12 @@ class Server:
         cmd += list(args)
         self.cmd = cmd
         self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update(env)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
+                                     env=full_env)
         self.ports = []
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -4,7 +4,12 @@ RFC 8314) against real clients: Python smtplib.starttls() (TLS 1.2 and
 1.3) and SMTP_SSL, gnutls-cli --starttls-proto=smtp, swaks -tls. Also:
 STARTTLS injection (pipelined plaintext after STARTTLS is never
 answered), garbage instead of a ClientHello, a client that closes during
-the handshake. Skipped (77) when the server was built without TLS.
+the handshake. STARTTLS when the server cannot set up TLS for the
+connection (SMTPD_MAILDIR_FAULT=starttls-setup): exactly "454 4.7.0 TLS
+not available due to local problem", the session goes on in plaintext
+and delivers (raw socket, smtplib, swaks --tls-optional), and a later
+STARTTLS on the same connection works; without TLS configured, STARTTLS
+gets 502. Skipped (77) when the server was built without TLS.
 """
 
 import os
@@ -74,6 +79,143 @@ def gnutls_cli_session(port):
         p.kill()
         out, _ = p.communicate()
     return out
+
+
+REPLY_454 = b"454 4.7.0 TLS not available due to local problem\r\n"
+
+
+def test_starttls_unavailable(r, server):
+    """The TLS object for STARTTLS cannot be made (a fault injected in the
+    server): 454, and the plaintext session goes on."""
+    bad = subprocess.run([server, "--listen", "127.0.0.1:0"],
+                         env=dict(os.environ, SMTPD_MAILDIR_FAULT="no-such"),
+                         capture_output=True, text=True, timeout=10)
+    r.check("unknown SMTPD_MAILDIR_FAULT refused", bad.returncode == 2,
+            (bad.returncode, bad.stderr))
+    # the first three STARTTLS setups fail, later ones work
+    srv = Server(server, ["--selfsigned", "--hostname", "mx.test.example"],
+                 env={"SMTPD_MAILDIR_FAULT": "starttls-setup:3"})
+    try:
+        r.check("fault injection announced in the log",
+                "test fault injection: starttls-setup:3" in srv.log_text(),
+                srv.log_text())
+        # 1. raw socket: the exact reply, then a plaintext transaction
+        c = Client(srv.port)
+        c.reply()
+        ehlo = c.cmd(b"EHLO raw.example")
+        r.check("454: STARTTLS advertised", b"250-STARTTLS\r\n" in ehlo, ehlo)
+        rep = c.cmd(b"STARTTLS")
+        r.check("454: exact reply", rep == REPLY_454, rep)
+        r.check("454: still plaintext (NOOP answered)",
+                c.cmd(b"NOOP").startswith(b"250 "))
+        r.check("454: EHLO still offers STARTTLS",
+                b"250-STARTTLS\r\n" in c.cmd(b"EHLO raw.example"))
+        before = srv.new_files()
+        reps = [c.cmd(b"MAIL FROM:<p@example.org>"),
+                c.cmd(b"RCPT TO:<q@example.org>"), c.cmd(b"DATA"),
+                c.cmd(b"Subject: raw\r\n\r\nplain after 454\r\n.")]
+        r.check("454: plaintext transaction accepted",
+                [x[:3] for x in reps] == [b"250", b"250", b"354", b"250"], reps)
+        r.check("454: QUIT answered in plaintext",
+                c.cmd(b"QUIT").startswith(b"221 "))
+        r.check("454: connection closed after QUIT", c.closed())
+        c.close()
+        rec, rest = newest_received(srv, before)
+        r.check("454: delivered without TLS", rec is not None and
+                b"with ESMTP " in rec and b"ESMTPS" not in rec and
+                rest == b"Subject: raw\r\n\r\nplain after 454\r\n", rec)
+
+        # 2. smtplib: starttls() raises 454, sendmail in plaintext, then a
+        #    second STARTTLS on the same connection succeeds
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:
+            s.ehlo("smtplib.example")
+            try:
+                s.starttls(context=client_ctx())
+                got = None
+            except smtplib.SMTPResponseException as e:
+                got = (e.smtp_code, e.smtp_error)
+            r.check("smtplib: starttls() gets 454 4.7.0",
+                    got == (454, b"4.7.0 TLS not available due to local problem"),
+                    got)
+            before = srv.new_files()
+            s.sendmail("a@example.org", ["b@example.org"],
+                       b"Subject: smtplib\r\n\r\nplain\r\n")
+            rec, rest = newest_received(srv, before)
+            r.check("smtplib: delivered in plaintext after 454",
+                    rec is not None and b"ESMTPS" not in rec and
+                    rest == b"Subject: smtplib\r\n\r\nplain\r\n", rec)
+            # the third setup fails too: a second 454 on the same session
+            s.ehlo("smtplib.example")
+            try:
+                s.starttls(context=client_ctx())
+                got = None
+            except smtplib.SMTPResponseException as e:
+                got = e.smtp_code
+            r.check("smtplib: second STARTTLS, second 454", got == 454, got)
+            s.ehlo("smtplib.example")
+            r.check("smtplib: STARTTLS still advertised",
+                    s.has_extn("starttls"))
+            s.starttls(context=client_ctx())
+            r.check("smtplib: third STARTTLS negotiates TLS",
+                    s.sock.version() in ("TLSv1.2", "TLSv1.3"),
+                    s.sock.version())
+            s.ehlo("smtplib.example")
+            before = srv.new_files()
+            s.sendmail("a@example.org", ["b@example.org"],
+                       b"Subject: tls\r\n\r\nnow encrypted\r\n")
+            rec, rest = newest_received(srv, before)
+            r.check("smtplib: then delivered with ESMTPS",
+                    rec is not None and b"with ESMTPS" in rec, rec)
+        log = srv.log_text()
+        r.check("454s logged", log.count("STARTTLS refused") == 3, log[-600:])
+    finally:
+        st = srv.stop()
+        r.check("454 server exits 0", st == 0, st)
+        srv.cleanup()
+
+    # 3. no TLS configured at all: not offered, and 502 as Postfix (0.1
+    #    answered 454 here)
+    srv = Server(server)
+    try:
+        c = Client(srv.port)
+        c.reply()
+        ehlo = c.cmd(b"EHLO notls.example")
+        r.check("no TLS: STARTTLS not advertised", b"STARTTLS" not in ehlo, ehlo)
+        rep = c.cmd(b"STARTTLS")
+        r.check("no TLS: STARTTLS gets 502 5.5.1",
+                rep == b"502 5.5.1 Error: command not implemented\r\n", rep)
+        r.check("no TLS: session goes on", c.cmd(b"NOOP").startswith(b"250 "))
+        c.close()
+    finally:
+        st = srv.stop()
+        r.check("no-TLS server exits 0", st == 0, st)
+        srv.cleanup()
+
+    # 4. swaks --tls-optional against a server that never can: 454, then
+    #    the message goes through in plaintext
+    srv = Server(server, ["--selfsigned"],
+                 env={"SMTPD_MAILDIR_FAULT": "starttls-setup"})
+    try:
+        out = subprocess.run(["swaks", "--server", f"127.0.0.1:{srv.port}",
+                              "--tls-optional", "--to", "a@example.org",
+                              "--timeout", "10"],
+                             capture_output=True, text=True, timeout=60)
+        if "requires Net::SSLeay" in out.stdout + out.stderr:
+            print("note: swaks --tls-optional skipped (install libnet-ssleay-perl)")
+        else:
+            r.check("swaks --tls-optional: sees 454 4.7.0",
+                    "<** 454 4.7.0 TLS not available due to local problem"
+                    in out.stdout, out.stdout[-600:])
+            r.check("swaks --tls-optional: exits 0", out.returncode == 0,
+                    out.stdout[-600:])
+            files = srv.wait_files(1)
+            rec = split_received(read(files[0]))[0] if len(files) == 1 else None
+            r.check("swaks --tls-optional: delivered in plaintext",
+                    rec is not None and b"ESMTPS" not in rec, rec)
+    finally:
+        st = srv.stop()
+        r.check("always-454 server exits 0", st == 0, st)
+        srv.cleanup()
 
 
 def main():
@@ -192,6 +334,7 @@ def main():
         st = srv.stop()
         r.check("server exits 0", st == 0, st)
         srv.cleanup()
+    test_starttls_unavailable(r, args.server)
     r.finish()
 
 

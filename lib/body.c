@@ -1,8 +1,12 @@
 /*
- * data.c - the DATA body scanner: end-of-data detection, dot-unstuffing,
+ * body.c - the DATA body scanner: end-of-data detection, dot-unstuffing,
  * line-ending policy, size and line limits, zero-copy delivery.
  *
- *   smtpd_i_data_begin, smtpd_i_data_scan, smtpd_i_data_resume_body
+ *   smtpd_i_body_begin, smtpd_i_body_scan
+ *
+ * The scanner reports the end of the message to its caller instead of
+ * answering it, and on_body's verdicts only mark the message (or end the
+ * session through decide.c): it calls nothing above decide.c.
  *
  * The end of a message is <CRLF>.<CRLF> and nothing else: a line start is
  * only ever the octet after a real CRLF (or the first body octet), so a
@@ -15,7 +19,7 @@
 
 #include "internal.h"
 
-void smtpd_i_data_begin(smtpd_session *s) {
+void smtpd_i_body_begin(smtpd_session *s) {
   s->dstate = DS_LINE_START;
   s->doom = DOOM_NONE;
   s->body_size = 0;
@@ -30,10 +34,29 @@ static void doom(smtpd_session *s, smtpd_i_doom why) {
   smtpd_i_notice(s, SMTPD_NOTICE_MESSAGE_ABORTED, 0, 0);
 }
 
-/* Hand n octets to the host. Returns 1 when the host paused input. */
+/* on_body's verdict, now or after a DEFER. */
+static void body_verdict(smtpd_session *s, smtpd_verdict v) {
+  if (v == SMTPD_REJECT)
+    doom(s, DOOM_HOST_REJECT);
+  else if (v == SMTPD_DISCONNECT || v == SMTPD_ABORT)
+    smtpd_i_end_by_host(s, v);
+  else if (v != SMTPD_ACCEPT)
+    doom(s, DOOM_HOST_TEMPFAIL);
+}
+
+static void body_resume(smtpd_session *s, smtpd_verdict v) {
+  s->pending = NULL;
+  body_verdict(s, v);
+}
+
+static const smtpd_i_decision body_decision = {K_BODY, D_REPLY_FAIL, NULL,
+                                               body_resume};
+
+/* Hand n octets to the host. Returns 1 when the host paused input or
+ * ended the session. */
 static int emit(smtpd_session *s, const uint8_t *a, size_t n) {
   uint64_t limit;
-  int v;
+  smtpd_verdict v;
   if (!n)
     return 0;
   /* counted even for a doomed message: the final size decides the reply
@@ -46,27 +69,18 @@ static int emit(smtpd_session *s, const uint8_t *a, size_t n) {
     return 0;
   if (!s->cb.on_body)
     return 0;
+  s->reply_set = 0;
   s->callback_running = 1;
-  s->in_cb = PEND_BODY;
+  s->in_cb = &body_decision;
   v = s->cb.on_body(s, a, n, s->ud);
-  s->in_cb = PEND_NONE;
+  s->in_cb = NULL;
   s->callback_running = 0;
   if (v == SMTPD_DEFER) {
-    s->pending = PEND_BODY;
+    s->pending = &body_decision;
     return 1;
   }
-  if (v == SMTPD_REJECT)
-    doom(s, DOOM_HOST_REJECT);
-  else if (v != SMTPD_ACCEPT)
-    doom(s, DOOM_HOST_TEMPFAIL);
-  return 0;
-}
-
-void smtpd_i_data_resume_body(smtpd_session *s, int verdict) {
-  if (verdict == SMTPD_REJECT)
-    doom(s, DOOM_HOST_REJECT);
-  else if (verdict == SMTPD_TEMPFAIL)
-    doom(s, DOOM_HOST_TEMPFAIL);
+  body_verdict(s, v);
+  return s->state == ST_CLOSED;
 }
 
 /* A line ended with CRLF after `n` more octets of it. */
@@ -78,8 +92,8 @@ static void line_done(smtpd_session *s, uint64_t n) {
     doom(s, DOOM_LONG_LINE);
 }
 
-const uint8_t *smtpd_i_data_scan(smtpd_session *s, const uint8_t *p,
-                                 const uint8_t *end) {
+const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
+                                 const uint8_t *end, int *ended) {
   const smtpd_line_ending le = s->cfg->line_ending;
   const uint8_t *run = p; /* start of text not yet handed to the host */
   int paused = 0;
@@ -118,7 +132,7 @@ const uint8_t *smtpd_i_data_scan(smtpd_session *s, const uint8_t *p,
       if (*p == '\n') {
         p++;
         s->state = ST_CMD;
-        smtpd_i_end_of_data(s);
+        *ended = 1;
         return p;
       }
       /* ".\r" + something else: the CR was a bare CR, and data */

@@ -1,0 +1,227 @@
+/*
+ * input.c - input framing: command lines and AUTH response lines are
+ * assembled in a bounded buffer, checked (line endings, NUL, UTF-8) and
+ * handed to the dispatcher or the AUTH exchange; body octets go to the
+ * body scanner, whose end of message is answered here. Also the
+ * pipelining synchronisation check and output backpressure.
+ *
+ *   smtpd_i_input   take what the session can take of p..end
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "parse.h"
+
+/* Any octet >= 0x80 in p[0..n), eight at a time. */
+static int has_high_bit(const char *p, size_t n) {
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++)
+    acc |= (unsigned char)p[i];
+  return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
+/* Validate the raw line (octets before CRLF) then dispatch. */
+static void process_line(smtpd_session *s) {
+  char *line = s->line;
+  size_t len = s->line_len; /* ends with '\n' */
+  int crlf = len >= 2 && line[len - 2] == '\r';
+  smtpd_line_ending le = s->cfg->line_ending;
+
+  len -= crlf ? 2 : 1;
+  line[len] = '\0';
+  if (!crlf && le == SMTPD_LINE_ENDING_REJECT) {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <LF> received", 1);
+    return;
+  }
+  if (memchr(line, '\0', len)) {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: NUL character received",
+                           0);
+    return;
+  }
+  if (le == SMTPD_LINE_ENDING_REJECT && memchr(line, '\r', len)) {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <CR> received", 0);
+    return;
+  }
+  if (has_high_bit(line, len) &&
+      !smtpd_i_utf8_valid((const uint8_t *)line, len)) {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: invalid UTF-8 in command",
+                           0);
+    return;
+  }
+  if (s->state == ST_AUTH) {
+    smtpd_i_auth_response(s, line, len);
+    return;
+  }
+  smtpd_i_dispatch(s, line);
+}
+
+/* The rest of an overlong line is skipped; every further 32 KiB of it
+ * counts as another error so an endless line ends in 421. */
+#define SKIP_ERROR_EVERY 32768u
+
+/* n more octets of an overlong line were skipped: one error for every
+ * SKIP_ERROR_EVERY boundary crossed, however the input was split. */
+static void skip_more(smtpd_session *s, uint64_t n) {
+  uint64_t before = s->skipped / SKIP_ERROR_EVERY;
+  s->skipped += n;
+  while (before++ < s->skipped / SKIP_ERROR_EVERY && s->state != ST_CLOSED)
+    smtpd_i_bump_errors(s);
+}
+
+static void line_too_long(smtpd_session *s) {
+  if (s->state == ST_AUTH) {
+    smtpd_i_reply(s, 500, "5.5.6", "SASL response limit exceeded");
+    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 500, 0);
+    smtpd_i_auth_reset(s);
+    s->state = ST_CMD;
+    smtpd_i_bump_errors(s);
+  } else if (s->auth_big) {
+    smtpd_i_reply(s, 500, "5.5.6", "SASL response limit exceeded");
+    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 500, 0);
+    smtpd_i_bump_errors(s);
+  } else {
+    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: command too long", 1);
+  }
+}
+
+/* Room for the AUTH line limit plus CRLF and "AUTH MECHANISM ". */
+static int use_auth_buffer(smtpd_session *s) {
+  size_t limit = (size_t)s->cfg->limits[SMTPD_LIMIT_AUTH_LINE] + 2;
+  size_t cap = s->state == ST_AUTH ? limit : limit + 64;
+  if (!s->authbuf) {
+    s->authbuf = smtpd_i_alloc(&s->cfg->mem, limit + 64 + 1);
+    if (!s->authbuf) {
+      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+      return SMTPD_ERR_NOMEM;
+    }
+  }
+  if (s->line != s->authbuf) {
+    memcpy(s->authbuf, s->line, s->line_len);
+    s->line = s->authbuf;
+  }
+  s->line_cap = cap;
+  s->auth_big = 1;
+  return 0;
+}
+
+static void use_command_buffer(smtpd_session *s) {
+  s->line = s->cmdbuf;
+  s->line_cap = (size_t)s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE];
+  s->auth_big = 0;
+  if (s->authbuf) {
+    smtpd_i_free(&s->cfg->mem, s->authbuf);
+    s->authbuf = NULL;
+  }
+}
+
+/* Command and AUTH-response input. */
+static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
+                                const uint8_t *end) {
+  const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
+  const uint8_t *stop = lf ? lf + 1 : end;
+  size_t n = (size_t)(stop - p);
+
+  if (s->skipping) {
+    skip_more(s, n);
+    if (lf) {
+      s->skipping = 0;
+      s->skipped = 0;
+    }
+    return stop;
+  }
+  if (s->line_len + n > s->line_cap) {
+    size_t take = 0;
+    /* An AUTH response, or "AUTH mech initial-response", may be as long
+     * as the AUTH line limit: fill the command buffer, then move to the
+     * larger AUTH buffer when the line really is one of those. */
+    if (!s->auth_big && s->cfg->sasl &&
+        (s->state == ST_AUTH || s->state == ST_CMD)) {
+      take = s->line_cap - s->line_len;
+      memcpy(s->line + s->line_len, p, take);
+      s->line_len += take;
+      if (s->state == ST_AUTH || smtpd_i_ieq(s->line, "AUTH ", 5)) {
+        if (use_auth_buffer(s))
+          return end;
+        return p + take;
+      }
+    }
+    {
+      /* the octets moved into the buffer above are counted once: they
+       * are in line_len, not again in n - take */
+      uint64_t had = s->line_len;
+      s->line_len = 0; /* the notice names no half-read command */
+      line_too_long(s);
+      s->skipped = 0;
+      if (s->state != ST_CLOSED)
+        skip_more(s, had + n - take);
+      if (!lf && s->state != ST_CLOSED)
+        s->skipping = 1;
+      else
+        s->skipped = 0;
+    }
+    if (s->auth_big && s->state != ST_AUTH)
+      use_command_buffer(s);
+    return stop;
+  }
+  memcpy(s->line + s->line_len, p, n);
+  s->line_len += n;
+  if (!lf)
+    return end;
+  process_line(s);
+  s->line_len = 0;
+  if (s->auth_big && s->state != ST_AUTH)
+    use_command_buffer(s);
+  return stop;
+}
+
+/* Input arrived while a reply that must be seen first is still unwritten. */
+static int sync_violation(smtpd_session *s) {
+  smtpd_i_notice(s, SMTPD_NOTICE_SYNC_VIOLATION,
+                 s->cfg->sync == SMTPD_SYNC_REJECT ? 554 : 0, 0);
+  s->sync_mark = 0;
+  if (s->cfg->sync == SMTPD_SYNC_REJECT) {
+    smtpd_i_reply(s, 554, "5.5.0", "Error: SMTP protocol synchronization");
+    if (s->state == ST_DATA)
+      smtpd_i_notice(s, SMTPD_NOTICE_MESSAGE_ABORTED, 554, 0);
+    s->state = ST_CMD; /* so close does not report the body twice */
+    smtpd_i_close(s, SMTPD_CLOSE_SYNC);
+    return 1;
+  }
+  return 0;
+}
+
+const uint8_t *smtpd_i_input(smtpd_session *s, const uint8_t *p,
+                             const uint8_t *end) {
+  while (p < end) {
+    if (s->pending || s->state == ST_CLOSED)
+      break;
+    if (s->state == ST_TLS_WAIT) {
+      smtpd_i_notice(s, SMTPD_NOTICE_STARTTLS_DISCARD, 0,
+                     (uint64_t)(end - p));
+      p = end;
+      break;
+    }
+    if (s->out_len >= s->cfg->limits[SMTPD_LIMIT_OUTPUT])
+      break;
+    if (s->out_consumed < s->sync_mark && sync_violation(s)) {
+      p = end;
+      break;
+    }
+    if (s->state == ST_DATA) {
+      int ended = 0;
+      p = smtpd_i_body_scan(s, p, end, &ended);
+      if (ended)
+        smtpd_i_end_of_data(s);
+    } else {
+      p = line_scan(s, p, end);
+    }
+    if (s->broken)
+      break;
+  }
+  return p;
+}
