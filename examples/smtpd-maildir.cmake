@@ -1,10 +1,16 @@
 # smtpd-maildir: the example event-loop server (examples/smtpd-maildir/).
-# Links the core, plus the GnuTLS / Cyrus SASL adapters when they are built.
+# Every connection goes through the GnuTLS adapter's TLS-wrapped session
+# (one code path for plaintext, STARTTLS and implicit TLS), so it is built
+# with that adapter; it links the Cyrus SASL adapter when that is built.
+if(NOT SMTPD_HAVE_GNUTLS)
+  message(STATUS "smtpd-maildir: not built (needs the GnuTLS adapter)")
+  return()
+endif()
 add_executable(smtpd-maildir
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/adapters.c)
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c)
 target_compile_options(smtpd-maildir PRIVATE ${SMTPD_WARNINGS})
 target_link_libraries(smtpd-maildir PRIVATE smtpd_static)
 if(EXISTS ${PROJECT_SOURCE_DIR}/lib/sasl/builtin.c)
@@ -14,20 +20,23 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/include/smtpd/received.h
    AND EXISTS ${PROJECT_SOURCE_DIR}/lib/received.c)
   target_compile_definitions(smtpd-maildir PRIVATE SMTPD_HAVE_RECEIVED)
 endif()
-if(SMTPD_HAVE_GNUTLS)
-  target_compile_definitions(smtpd-maildir PRIVATE SMTPD_HAVE_GNUTLS)
-  target_link_libraries(smtpd-maildir PRIVATE smtpd_gnutls_static)
-endif()
+target_link_libraries(smtpd-maildir PRIVATE smtpd_gnutls_static)
 if(SMTPD_HAVE_CYRUS)
   target_compile_definitions(smtpd-maildir PRIVATE SMTPD_HAVE_CYRUS)
   target_link_libraries(smtpd-maildir PRIVATE smtpd_sasl_cyrus_static)
+endif()
+# --milter (milter_glue.c) when the Milter adapter is built; without it
+# milter_glue.c compiles to stubs and --milter is refused.
+if(SMTPD_HAVE_MILTER AND TARGET smtpd_milter_static)
+  target_compile_definitions(smtpd-maildir PRIVATE SMTPD_HAVE_MILTER)
+  target_link_libraries(smtpd-maildir PRIVATE smtpd_milter_static)
 endif()
 # Same program over poll(2), to keep the portable path tested on Linux.
 add_executable(smtpd-maildir-poll
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/adapters.c)
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c)
 get_target_property(_smd_defs smtpd-maildir COMPILE_DEFINITIONS)
 get_target_property(_smd_libs smtpd-maildir LINK_LIBRARIES)
 target_compile_options(smtpd-maildir-poll PRIVATE ${SMTPD_WARNINGS})

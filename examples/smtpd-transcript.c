@@ -8,10 +8,10 @@
  * "ok FILE" when every run passes, otherwise the first difference with
  * its line number, a few lines of context and the expected/actual text.
  * Exits 0 when every file passed, 1 on a mismatch, 2 on usage errors or
- * malformed/unreadable files.
+ * malformed/unreadable files. The failure report is the library's
+ * (opts.report); the manual is smtpd-transcript(1).
  *
  *   main         argument parsing, one run per file and split
- *   show_context transcript lines around the failing line
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,36 +23,6 @@
 static void print_trace(const char *line, void *ctx) {
   (void)ctx;
   printf("    %s\n", line);
-}
-
-/* show_context - lines line-2 .. line+1 of path, the failing one marked. */
-static void show_context(const char *path, unsigned line) {
-  FILE *f = fopen(path, "rb");
-  char buf[4096];
-  unsigned n = 0;
-  if (f == NULL || line == 0) {
-    if (f)
-      fclose(f);
-    return;
-  }
-  while (fgets(buf, sizeof buf, f)) {
-    size_t len = strlen(buf);
-    int whole = len && buf[len - 1] == '\n';
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-      buf[--len] = '\0';
-    if (whole || feof(f))
-      n++;
-    else
-      continue; /* a very long line: counted once, at its end */
-    if (n + 2 >= line && n <= line + 1) {
-      if (len > 100)
-        memcpy(buf + 97, "...", 4);
-      printf("  %s %4u | %s\n", n == line ? ">" : " ", n, buf);
-    }
-    if (n > line + 1)
-      break;
-  }
-  fclose(f);
 }
 
 static void usage(FILE *out) {
@@ -124,6 +94,8 @@ int main(int argc, char **argv) {
       smtpd_transcript_opts_default(&opts);
       opts.split = splits[k];
       opts.chunk = chunk;
+      opts.report = stdout; /* FAIL/ERROR, context lines, - expected / +
+                               actual */
       if (verbose) {
         char nm[24];
         opts.trace = print_trace;
@@ -144,19 +116,8 @@ int main(int argc, char **argv) {
       if (rc == SMTPD_TRANSCRIPT_MISMATCH) {
         if (worst < 1)
           worst = 1;
-        printf("FAIL %s:%u (split %s): %s\n", path, res.line, res.split,
-               res.message);
-        show_context(path, res.line);
-        if (res.expected[0] || res.actual[0]) {
-          printf("  - %s\n", res.expected[0] ? res.expected : "(none)");
-          printf("  + %s\n", res.actual[0] ? res.actual : "(none)");
-        }
       } else {
         worst = 2;
-        printf("ERROR %s: %s\n", path,
-               res.message[0] ? res.message : smtpd_strerror(rc));
-        if (res.line)
-          show_context(path, res.line);
       }
     }
     if (ok)

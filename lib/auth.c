@@ -123,6 +123,7 @@ static void failed(smtpd_session *s, const char *reason, const char *who) {
   smtpd_i_reply(s, 535, "5.7.8", text);
   fire(s, 0, who && !has_controls(who) ? who : NULL, NULL, safe, 535);
   end_exchange(s);
+  smtpd_i_tarpit(s); /* the next guess waits */
   if (++s->auth_failures >= s->cfg->limits[SMTPD_LIMIT_AUTH_FAILURES]) {
     smtpd_i_reply_host(s, 421, "4.7.0",
                        "Error: too many failed authentication attempts");

@@ -19,6 +19,7 @@
 
 #include "internal.h"
 
+
 void smtpd_i_body_begin(smtpd_session *s) {
   s->dstate = DS_LINE_START;
   s->doom = DOOM_NONE;
@@ -92,6 +93,17 @@ static void line_done(smtpd_session *s, uint64_t n) {
     doom(s, DOOM_LONG_LINE);
 }
 
+const uint8_t *smtpd_i_body_raw(smtpd_session *s, const uint8_t *p,
+                                const uint8_t *end) {
+  size_t n = (size_t)(end - p);
+  if (n > s->bdat_left)
+    n = (size_t)s->bdat_left;
+  s->bdat_left -= n;
+  if (!s->bdat_discard)
+    emit(s, p, n); /* a pause takes effect after this part */
+  return p + n;
+}
+
 const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
                                  const uint8_t *end, int *ended) {
   const smtpd_line_ending le = s->cfg->line_ending;
@@ -157,7 +169,8 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
       continue;
 
     case DS_TEXT: {
-      const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
+      const uint8_t *lf;
+      lf = memchr(p, '\n', (size_t)(end - p));
       const uint8_t *lim = lf ? lf : end;
       /* a CR is fine only right before the LF (or as the last octet we
        * have, when the LF may still come) */

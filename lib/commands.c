@@ -70,6 +70,8 @@ static void ehlo_reply(smtpd_session *s) {
   smtpd_i_append(s, c->ehlo_pre, c->ehlo_pre_len);
   if (c->options[SMTPD_OPT_STARTTLS] && !s->tls)
     smtpd_i_reply_n(s, 250, '-', NULL, 0, "STARTTLS", 8, NULL, 0);
+  if (c->options[SMTPD_OPT_REQUIRETLS] && s->tls)
+    smtpd_i_reply_n(s, 250, '-', NULL, 0, "REQUIRETLS", 10, NULL, 0);
   if (c->sasl && !s->auth_user)
     smtpd_i_auth_advertise(s);
   smtpd_i_append(s, c->ehlo_post, c->ehlo_post_len);
@@ -108,8 +110,9 @@ static void helo(smtpd_session *s, const smtpd_i_row *row, char *arg,
   trim_right(arg);
   if (!*arg) {
     smtpd_i_protocol_error(s, 501, "5.5.4",
-                           esmtp ? "Syntax: EHLO hostname"
-                                 : "Syntax: HELO hostname",
+                           row->verb[0] == 'L' ? "Syntax: LHLO hostname"
+                           : esmtp             ? "Syntax: EHLO hostname"
+                                               : "Syntax: HELO hostname",
                            0);
     return;
   }
@@ -142,6 +145,10 @@ void smtpd_i_cmd_helo(smtpd_session *s, const smtpd_i_row *row, char *arg) {
 }
 
 void smtpd_i_cmd_ehlo(smtpd_session *s, const smtpd_i_row *row, char *arg) {
+  helo(s, row, arg, 1);
+}
+
+void smtpd_i_cmd_lhlo(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   helo(s, row, arg, 1);
 }
 
@@ -250,9 +257,94 @@ static int host_param(smtpd_session *s, const smtpd_param *p,
   return -1;
 }
 
+/* "Bad <KW> parameter syntax" / "Duplicate <KW> parameter": 501. */
+static void param_error(smtpd_session *s, const char *kw, int duplicate) {
+  char text[96];
+  size_t k = strlen(kw);
+  if (k > 60)
+    k = 60;
+  if (duplicate) {
+    memcpy(text, "Duplicate ", 10);
+    memcpy(text + 10, kw, k);
+    memcpy(text + 10 + k, " parameter", 11);
+  } else {
+    memcpy(text, "Bad ", 4);
+    memcpy(text + 4, kw, k);
+    memcpy(text + 4 + k, " parameter syntax", 18);
+  }
+  smtpd_i_protocol_error(s, 501, "5.5.4", text, 0);
+}
+
+/* A keyword given twice on one line. */
+static int repeated(const smtpd_param *params, int i) {
+  int j;
+  for (j = 0; j < i; j++)
+    if (!strcmp(params[j].keyword, params[i].keyword))
+      return 1;
+  return 0;
+}
+
+/* xtext value decoded in place; -1 when malformed, empty, or not
+ * printable US-ASCII once decoded (RFC 3461 4.4 for ENVID; ORCPT too). */
+static int xtext(const char *v, size_t max) {
+  long n, i;
+  if (!v || !*v)
+    return -1;
+  n = smtpd_i_xtext_decode((char *)v);
+  if (n <= 0 || (size_t)n > max)
+    return -1;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+      return -1;
+  return 0;
+}
+
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY, each once. */
+static unsigned parse_notify(const char *v) {
+  static const char *const names[] = {"NEVER", "SUCCESS", "FAILURE",
+                                      "DELAY"};
+  unsigned bits = 0, i;
+  if (!v || !*v)
+    return 0;
+  for (;;) {
+    size_t n = strcspn(v, ",");
+    unsigned bit = 0;
+    for (i = 0; i < 4; i++)
+      if (strlen(names[i]) == n && smtpd_i_ieq(v, names[i], n))
+        bit = 1u << i;
+    if (!bit || (bits & bit))
+      return 0;
+    bits |= bit;
+    if (!v[n])
+      break;
+    v += n + 1;
+  }
+  if ((bits & SMTPD_DSN_NOTIFY_NEVER) && bits != SMTPD_DSN_NOTIFY_NEVER)
+    return 0;
+  return bits;
+}
+
+/* ORCPT=addr-type;xtext: type an atom, the address decoded in place. */
+static int parse_orcpt(char *v, smtpd_rcpt *r) {
+  char *semi = v ? strchr(v, ';') : NULL, *t;
+  if (!semi || semi == v)
+    return -1;
+  for (t = v; t < semi; t++)
+    if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') ||
+          (*t >= '0' && *t <= '9') || *t == '-'))
+      return -1;
+  *semi = '\0';
+  if (xtext(semi + 1, 500))
+    return -1;
+  r->dsn_orcpt_type = v;
+  r->dsn_orcpt = semi + 1;
+  return 0;
+}
+
 static void apply_mail(smtpd_session *s, int accepted, int host_reply) {
   (void)host_reply;
   if (accepted) {
+    s->transactions++;
     s->sender = smtpd_i_arena_strdup(s, s->pend.str);
     if (!s->sender) {
       smtpd_i_fail(s, SMTPD_ERR_NOMEM);
@@ -261,6 +353,7 @@ static void apply_mail(smtpd_session *s, int accepted, int host_reply) {
     s->in_mail = 1;
   } else {
     s->smtputf8 = 0;
+    s->requiretls = 0;
     s->body_type = SMTPD_BODY_UNSPECIFIED;
   }
 }
@@ -284,8 +377,18 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   m.address = path.address;
   m.local = path.local;
   m.domain = path.domain;
+  if (s->transactions >= c->limits[SMTPD_LIMIT_TRANSACTIONS] &&
+      c->limits[SMTPD_LIMIT_TRANSACTIONS]) {
+    smtpd_i_reply(s, 452, "4.5.3", "Error: too many transactions");
+    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 452, 0);
+    return;
+  }
   for (i = 0; i < n; i++) {
     const char *k = params[i].keyword, *v = params[i].value;
+    if (i && repeated(params, i)) {
+      param_error(s, k, 1);
+      return;
+    }
     if (!strcmp(k, "SIZE") && c->options[SMTPD_OPT_SIZE]) {
       if (!v || smtpd_i_parse_u64(v, &m.size)) {
         smtpd_i_protocol_error(s, 501, "5.5.4", "Bad message size syntax", 0);
@@ -297,6 +400,10 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
         m.body = SMTPD_BODY_7BIT;
       else if (v && smtpd_i_ieq(v, "8BITMIME", 9))
         m.body = SMTPD_BODY_8BITMIME;
+      else if (v && smtpd_i_ieq(v, "BINARYMIME", 11) &&
+               c->options[SMTPD_OPT_BINARYMIME] &&
+               c->options[SMTPD_OPT_CHUNKING])
+        m.body = SMTPD_BODY_BINARYMIME;
       else {
         smtpd_i_protocol_error(s, 501, "5.5.4", "Bad BODY keyword syntax", 0);
         return;
@@ -310,6 +417,32 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
       }
       m.auth = v;
       m.auth_trusted = s->auth_user != NULL;
+    } else if (!strcmp(k, "RET") && c->options[SMTPD_OPT_DSN]) {
+      if (v && smtpd_i_ieq(v, "FULL", 5))
+        m.dsn_ret = SMTPD_DSN_RET_FULL;
+      else if (v && smtpd_i_ieq(v, "HDRS", 5))
+        m.dsn_ret = SMTPD_DSN_RET_HDRS;
+      else {
+        param_error(s, k, 0);
+        return;
+      }
+    } else if (!strcmp(k, "ENVID") && c->options[SMTPD_OPT_DSN]) {
+      if (xtext(v, 100)) {
+        param_error(s, k, 0);
+        return;
+      }
+      m.dsn_envid = v;
+    } else if (!strcmp(k, "REQUIRETLS") && c->options[SMTPD_OPT_REQUIRETLS]) {
+      if (v) {
+        param_error(s, k, 0);
+        return;
+      }
+      if (!s->tls) {
+        smtpd_i_protocol_error(s, 530, "5.7.10",
+                               "REQUIRETLS needs an encrypted connection", 0);
+        return;
+      }
+      m.requiretls = 1;
     } else if (host_param(s, &params[i], SMTPD_PARAM_MAIL)) {
       return;
     }
@@ -330,6 +463,7 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   m.nparams = (size_t)n;
   s->pend.str = path.address;
   s->smtputf8 = m.smtputf8 ? 1 : 0;
+  s->requiretls = m.requiretls ? 1 : 0;
   s->body_type = m.body;
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_mail, &m, s->ud);
 }
@@ -355,12 +489,33 @@ void smtpd_i_cmd_rcpt(smtpd_session *s, const smtpd_i_row *row, char *arg) {
                       scratch, &path, params);
   if (n < 0)
     return;
-  for (i = 0; i < n; i++)
-    if (host_param(s, &params[i], SMTPD_PARAM_RCPT))
+  r.dsn_notify = 0;
+  r.dsn_orcpt_type = r.dsn_orcpt = NULL;
+  for (i = 0; i < n; i++) {
+    const char *k = params[i].keyword;
+    int dsn = s->cfg->options[SMTPD_OPT_DSN];
+    if (i && repeated(params, i)) {
+      param_error(s, k, 1);
       return;
+    }
+    if (dsn && !strcmp(k, "NOTIFY")) {
+      if (!(r.dsn_notify = parse_notify(params[i].value))) {
+        param_error(s, k, 0);
+        return;
+      }
+    } else if (dsn && !strcmp(k, "ORCPT")) {
+      if (parse_orcpt((char *)params[i].value, &r)) {
+        param_error(s, k, 0);
+        return;
+      }
+    } else if (host_param(s, &params[i], SMTPD_PARAM_RCPT)) {
+      return;
+    }
+  }
   if (s->nrcpts >= s->cfg->limits[SMTPD_LIMIT_RECIPIENTS]) {
-    smtpd_i_reply(s, 452, "4.5.3", "Error: too many recipients");
-    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 452, 0);
+    /* a client that keeps going past the limit is making errors: it
+     * ends in 421 like any other (issue: 100,000 pipelined RCPTs) */
+    smtpd_i_protocol_error(s, 452, "4.5.3", "Error: too many recipients", 0);
     return;
   }
   r.address = path.address;
@@ -380,6 +535,7 @@ static void apply_data(smtpd_session *s, int accepted, int host_reply) {
   (void)host_reply;
   if (accepted) {
     s->state = ST_DATA;
+    s->msg_epoch = (s->epochs += 2);
     smtpd_i_body_begin(s);
   }
 }
@@ -390,6 +546,15 @@ const smtpd_i_decision smtpd_i_dec_data = {K_DATA, D_REPLY_354, apply_data,
 void smtpd_i_cmd_data(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   if (*skip_spaces(arg)) {
     smtpd_i_protocol_error(s, 501, "5.5.4", "Syntax: DATA", 0);
+    return;
+  }
+  if (s->chunked) {
+    smtpd_i_protocol_error(s, 503, "5.5.1", "Error: DATA after BDAT", 0);
+    return;
+  }
+  if (s->body_type == SMTPD_BODY_BINARYMIME) {
+    smtpd_i_protocol_error(s, 503, "5.5.1",
+                           "Error: BODY=BINARYMIME requires BDAT", 0);
     return;
   }
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_data, s->ud);
@@ -410,6 +575,13 @@ static void message_of(const smtpd_session *s, smtpd_message *msg) {
   msg->sender = s->sender;
   msg->recipients = (const char *const *)s->rcpts;
   msg->nrecipients = s->nrcpts;
+  msg->chunked = s->chunked;
+  msg->body = s->body_type;
+}
+
+static int per_rcpt(const smtpd_session *s) {
+  return s->cfg->options[SMTPD_OPT_REPLY_PER_RCPT] ||
+         s->cfg->options[SMTPD_OPT_LMTP];
 }
 
 /* One reply per recipient (SMTPD_OPT_REPLY_PER_RCPT): ask for recipient
@@ -446,7 +618,7 @@ static void resume_rcpt_data(smtpd_session *s, smtpd_verdict v) {
 /* The core refused the message: the same reply for every recipient
  * under REPLY_PER_RCPT. */
 static void refuse_message(smtpd_session *s) {
-  size_t i, n = s->cfg->options[SMTPD_OPT_REPLY_PER_RCPT] ? s->nrcpts : 1;
+  size_t i, n = per_rcpt(s) ? s->nrcpts : 1;
   for (i = 0; i < n; i++) {
     switch (s->doom) {
     case DOOM_SIZE:
@@ -479,6 +651,7 @@ void smtpd_i_end_of_data(smtpd_session *s) {
   smtpd_message msg;
   uint64_t limit = s->cfg->limits[SMTPD_LIMIT_MESSAGE_SIZE];
   s->state = ST_CMD;
+  s->msg_epoch = 0; /* the data is in: its deadline is over */
   /* an oversized body is refused as such whatever else was wrong with
    * it, so the reply does not depend on how the input was split */
   if (limit && s->body_size > limit)
@@ -497,7 +670,7 @@ void smtpd_i_end_of_data(smtpd_session *s) {
       smtpd_i_close(s, SMTPD_CLOSE_HOST);
     return;
   }
-  if (s->cfg->options[SMTPD_OPT_REPLY_PER_RCPT]) {
+  if (per_rcpt(s)) {
     s->rcpt_reply = 0;
     rcpt_replies(s);
     return;
@@ -650,4 +823,270 @@ void smtpd_i_cmd_host(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   c.arg = *arg == ' ' ? arg + 1 : arg;
   s->effects = 0;
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_command, &c, s->ud);
+}
+
+/* ------------------------------------------------------------------ */
+/* BDAT (RFC 3030)                                                      */
+
+/* Read the chunk's octets, handing them to the host or discarding them. */
+static void read_chunk(smtpd_session *s, int discard) {
+  s->bdat_discard = discard ? 1 : 0;
+  s->state = ST_BDAT;
+  if (s->bdat_left == 0)
+    smtpd_i_bdat_chunk_done(s);
+}
+
+static void apply_bdat(smtpd_session *s, int accepted, int host_reply) {
+  (void)host_reply;
+  if (!accepted) /* the refusal was written; the chunk is still read */
+    s->bdat_failed = 1;
+  read_chunk(s, !accepted);
+}
+
+/* The first BDAT of a message asks on_data, like DATA. */
+static const smtpd_i_decision dec_bdat = {K_DATA, D_OWN_SUCCESS, apply_bdat,
+                                          NULL};
+
+void smtpd_i_cmd_bdat(smtpd_session *s, const smtpd_i_row *row, char *arg) {
+  char *p = arg, *num;
+  size_t n = 0;
+  int last = 0;
+  uint64_t size;
+  (void)row;
+  /* "BDAT" SP chunk-size [SP "LAST"]: anything else cannot be framed */
+  if (*p == ' ')
+    p++;
+  num = p;
+  while (p[n] >= '0' && p[n] <= '9')
+    n++;
+  if (n > 0 && p[n] == ' ' && smtpd_i_ieq(p + n + 1, "LAST", 4) &&
+      p[n + 5] == '\0')
+    last = 1;
+  else if (n == 0 || p[n] != '\0') {
+    n = 0;
+  }
+  if (n > 0) {
+    char save = p[n];
+    p[n] = '\0';
+    if (smtpd_i_parse_u64(num, &size))
+      n = 0;
+    p[n ? n : 0] = save;
+  }
+  if (n == 0 || *arg != ' ') {
+    smtpd_i_reply(s, 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
+    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 501, 0);
+    smtpd_i_close(s, SMTPD_CLOSE_PROTOCOL);
+    return;
+  }
+  s->bdat_left = s->bdat_size = size;
+  s->bdat_last = last ? 1 : 0;
+  if (!s->in_mail || !s->nrcpts || s->bdat_failed ||
+      (size == 0 && !last)) {
+    smtpd_i_protocol_error(
+        s, 503, "5.5.1",
+        !s->in_mail      ? "Error: need MAIL command"
+        : !s->nrcpts     ? "Error: need RCPT command"
+        : s->bdat_failed ? "Error: a previous BDAT chunk failed; send RSET"
+                         : "Error: BDAT 0 needs LAST",
+        0);
+    if (s->state != ST_CLOSED)
+      read_chunk(s, 1);
+    return;
+  }
+  if (!s->chunked) {
+    s->chunked = 1;
+    s->msg_epoch = (s->epochs += 2);
+    smtpd_i_body_begin(s);
+    SMTPD_I_DECIDE(s, &dec_bdat, 0, on_data, s->ud);
+    return;
+  }
+  read_chunk(s, 0);
+}
+
+void smtpd_i_bdat_chunk_done(smtpd_session *s) {
+  char text[64];
+  size_t k;
+  uint64_t v;
+  s->state = ST_CMD;
+  if (s->bdat_discard) {
+    s->bdat_discard = 0;
+    /* a refused LAST chunk ends what is left of the transaction */
+    if (s->bdat_last && s->in_mail && s->chunked) {
+      s->doom = DOOM_NONE;
+      smtpd_i_reset_transaction(s);
+    }
+    return;
+  }
+  if (s->bdat_last) {
+    smtpd_i_end_of_data(s);
+    return;
+  }
+  if (s->doom != DOOM_NONE ||
+      (s->cfg->limits[SMTPD_LIMIT_MESSAGE_SIZE] &&
+       s->body_size > s->cfg->limits[SMTPD_LIMIT_MESSAGE_SIZE])) {
+    /* the message is refused at this chunk; later chunks get 503 */
+    if (s->doom == DOOM_NONE)
+      s->doom = DOOM_SIZE;
+    s->bdat_failed = 1;
+    if (s->doom == DOOM_SIZE)
+      smtpd_i_reply(s, 552, "5.3.4", "Error: message file too big");
+    else if (s->reply_set)
+      smtpd_i_append(s, s->reply, s->reply_len);
+    else
+      smtpd_i_write_dreply(
+          s, smtpd_i_default_reply(K_BODY, s->doom == DOOM_HOST_REJECT
+                                               ? SMTPD_REJECT
+                                               : SMTPD_TEMPFAIL));
+    s->reply_set = 0;
+    smtpd_i_notice(s, SMTPD_NOTICE_PROTOCOL_ERROR, 552, 0);
+    return;
+  }
+  /* "250 2.0.0 Ok: <n> octets received" */
+  memcpy(text, "Ok: ", 4);
+  k = 4;
+  {
+    char num[24], *w = num + sizeof num;
+    v = s->bdat_size;
+    do {
+      *--w = (char)('0' + v % 10);
+      v /= 10;
+    } while (v);
+    memcpy(text + k, w, (size_t)(num + sizeof num - w));
+    k += (size_t)(num + sizeof num - w);
+  }
+  memcpy(text + k, " octets received", 17);
+  smtpd_i_reply(s, 250, "2.0.0", text);
+}
+
+/* ------------------------------------------------------------------ */
+/* XCLIENT (Postfix XCLIENT_README)                                     */
+
+static int unavailable(const char *v) {
+  return !v || !strcmp(v, "[UNAVAILABLE]") || !strcmp(v, "[TEMPUNAVAIL]");
+}
+
+/* The attributes of the XCLIENT being decided (see smtpd_i_cmd_xclient). */
+static smtpd_xclient *pending_xclient(smtpd_session *s) {
+  return (smtpd_xclient *)(void *)s->pend.str;
+}
+
+static void apply_xclient(smtpd_session *s, int accepted, int host_reply) {
+  smtpd_xclient xc = *pending_xclient(s);
+  const smtpd_xclient *x = &xc;
+  (void)host_reply;
+  if (!accepted)
+    return;
+  if (x->addr || x->name)
+    smtpd_i_set_client(
+        s, x->addr && !unavailable(x->addr) ? x->addr : s->client_addr,
+        x->name && !unavailable(x->name) ? x->name : NULL);
+  if (x->port) {
+    uint64_t port;
+    s->client_port = !unavailable(x->port) &&
+                             !smtpd_i_parse_u64(x->port, &port) &&
+                             port <= 65535
+                         ? (unsigned)port
+                         : 0;
+  }
+  if (x->proto)
+    s->proto = smtpd_i_ieq(x->proto, "ESMTP", 6) ? "ESMTP"
+               : smtpd_i_ieq(x->proto, "SMTP", 5) ? "SMTP"
+                                                   : s->proto;
+  if (x->login) {
+    char *user = unavailable(x->login) ? NULL
+                                       : smtpd_i_strdup(&s->cfg->mem,
+                                                        x->login);
+    smtpd_i_free(&s->cfg->mem, s->auth_user);
+    s->auth_user = user;
+    s->auth_mech = user ? "XCLIENT" : NULL;
+  }
+  smtpd_i_reset_transaction(s);
+  if (x->helo && !unavailable(x->helo) && store_helo(s, x->helo, 1))
+    return;
+  s->helo_seen = 0; /* the client greets again */
+  s->esmtp = 0;
+  smtpd_i_greet(s);
+}
+
+const smtpd_i_decision smtpd_i_dec_xclient = {K_XCLIENT, D_OWN_SUCCESS,
+                                              apply_xclient, NULL};
+
+void smtpd_i_cmd_xclient(smtpd_session *s, const smtpd_i_row *row,
+                         char *arg) {
+  static const char *const names[] = {"NAME",  "ADDR",     "PORT",
+                                      "PROTO", "HELO",     "LOGIN",
+                                      "DESTADDR", "DESTPORT"};
+  smtpd_xclient x;
+  const char **slot[8];
+  char *p = skip_spaces(arg);
+  size_t i;
+  memset(&x, 0, sizeof x);
+  slot[0] = &x.name, slot[1] = &x.addr, slot[2] = &x.port;
+  slot[3] = &x.proto, slot[4] = &x.helo, slot[5] = &x.login;
+  slot[6] = &x.destaddr, slot[7] = &x.destport;
+  if (!*p) {
+    smtpd_i_protocol_error(s, 501, "5.5.4", "Syntax: XCLIENT attribute=value",
+                           0);
+    return;
+  }
+  while (*p) {
+    char *eq = strchr(p, '='), *end = strchr(p, ' ');
+    if (!end)
+      end = p + strlen(p);
+    if (!eq || eq > end) {
+      smtpd_i_protocol_error(s, 501, "5.5.4",
+                             "Syntax: XCLIENT attribute=value", 0);
+      return;
+    }
+    for (i = 0; i < 8; i++)
+      if (strlen(names[i]) == (size_t)(eq - p) &&
+          smtpd_i_ieq(p, names[i], (size_t)(eq - p)))
+        break;
+    if (i == 8) {
+      smtpd_i_protocol_error(s, 501, "5.5.4",
+                             "Error: bad XCLIENT attribute name", 0);
+      return;
+    }
+    if (*end)
+      *end++ = '\0';
+    if (smtpd_i_xtext_decode(eq + 1) < 0) {
+      smtpd_i_protocol_error(s, 501, "5.5.4",
+                             "Error: bad XCLIENT attribute value", 0);
+      return;
+    }
+    *slot[i] = eq + 1;
+    p = skip_spaces(end);
+  }
+  if (x.addr && !unavailable(x.addr) &&
+      !smtpd_i_ip_valid(x.addr, strchr(x.addr, ':') != NULL) &&
+      !(smtpd_i_ieq(x.addr, "IPV6:", 5) && smtpd_i_ip_valid(x.addr + 5, 1))) {
+    smtpd_i_protocol_error(s, 501, "5.5.4", "Error: bad XCLIENT ADDR value",
+                           0);
+    return;
+  }
+  if (x.addr && smtpd_i_ieq(x.addr, "IPV6:", 5))
+    x.addr += 5;
+  /* the strings stay in the line buffer, which is not reused while the
+   * decision is pending; the struct goes to the arena (no transaction is
+   * open: XCLIENT is refused inside one, so resetting it loses nothing
+   * and repeated XCLIENTs do not grow it) */
+  {
+    smtpd_xclient *xp;
+    smtpd_i_reset_transaction(s);
+    xp = smtpd_i_arena_alloc(s, sizeof *xp);
+    if (!xp) {
+      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+      return;
+    }
+    *xp = x;
+    s->pend.str = (char *)(void *)xp;
+  }
+  if (!s->cb.on_xclient) {
+    s->reply_set = 0;
+    s->dec_flags = row->flags;
+    smtpd_i_apply(s, row->decision, SMTPD_REJECT);
+    return;
+  }
+  SMTPD_I_DECIDE(s, row->decision, row->flags, on_xclient,
+                 pending_xclient(s), s->ud);
 }

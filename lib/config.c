@@ -23,6 +23,19 @@ static int add_line(const smtpd_mem *m, char **buf, size_t *len,
   return 0;
 }
 
+/* v in decimal at dst (room for 20 digits); returns the length. */
+static size_t decimal(char *dst, uint64_t v) {
+  char num[24], *w = num + sizeof num;
+  size_t n;
+  do {
+    *--w = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  n = (size_t)(num + sizeof num - w);
+  memcpy(dst, w, n);
+  return n;
+}
+
 /* Rebuild the greeting and the fixed parts of the EHLO reply (see
  * internal.h). */
 int smtpd_i_config_rebuild(smtpd_config *c) {
@@ -48,15 +61,10 @@ int smtpd_i_config_rebuild(smtpd_config *c) {
     rv = add_line(m, &pre, &pl, "PIPELINING", NULL);
   if (!rv && c->options[SMTPD_OPT_SIZE]) {
     uint64_t v = c->limits[SMTPD_LIMIT_MESSAGE_SIZE];
-    char *w = num + sizeof num - 1;
-    *w = '\0';
-    do {
-      *--w = (char)('0' + v % 10);
-      v /= 10;
-    } while (v);
+    num[decimal(num, v)] = '\0';
     rv = add_line(m, &pre, &pl, c->limits[SMTPD_LIMIT_MESSAGE_SIZE] ? "SIZE "
                                                                        : "SIZE",
-                  c->limits[SMTPD_LIMIT_MESSAGE_SIZE] ? w : NULL);
+                  c->limits[SMTPD_LIMIT_MESSAGE_SIZE] ? num : NULL);
   }
   if (!rv && c->options[SMTPD_OPT_VRFY])
     rv = add_line(m, &pre, &pl, "VRFY", NULL);
@@ -64,8 +72,32 @@ int smtpd_i_config_rebuild(smtpd_config *c) {
     rv = add_line(m, &post, &ql, "ENHANCEDSTATUSCODES", NULL);
   if (!rv && c->options[SMTPD_OPT_8BITMIME])
     rv = add_line(m, &post, &ql, "8BITMIME", NULL);
+  if (!rv && c->options[SMTPD_OPT_DSN])
+    rv = add_line(m, &post, &ql, "DSN", NULL);
   if (!rv && c->options[SMTPD_OPT_SMTPUTF8])
     rv = add_line(m, &post, &ql, "SMTPUTF8", NULL);
+  if (!rv && c->options[SMTPD_OPT_CHUNKING])
+    rv = add_line(m, &post, &ql, "CHUNKING", NULL);
+  if (!rv && c->options[SMTPD_OPT_CHUNKING] && c->options[SMTPD_OPT_BINARYMIME])
+    rv = add_line(m, &post, &ql, "BINARYMIME", NULL);
+  if (!rv && c->options[SMTPD_OPT_LIMITS]) {
+    /* from the very limits the session enforces (RFC 9422) */
+    char lim[64];
+    size_t k = 0;
+    memcpy(lim, "RCPTMAX=", 8);
+    k = 8 + decimal(lim + 8, c->limits[SMTPD_LIMIT_RECIPIENTS]);
+    if (c->limits[SMTPD_LIMIT_TRANSACTIONS]) {
+      memcpy(lim + k, " MAILMAX=", 9);
+      k += 9;
+      k += decimal(lim + k, c->limits[SMTPD_LIMIT_TRANSACTIONS]);
+    }
+    lim[k] = '\0';
+    rv = add_line(m, &post, &ql, "LIMITS ", lim);
+  }
+  if (!rv && c->options[SMTPD_OPT_XCLIENT])
+    rv = add_line(m, &post, &ql,
+                  "XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT",
+                  NULL);
   for (i = 0; !rv && i < c->n_ehlo_extra; i++)
     rv = add_line(m, &post, &ql, c->ehlo_extra[i], NULL);
   if (rv) {
@@ -91,6 +123,7 @@ static const uint64_t default_limits[SMTPD_LIMIT_COUNT_] = {
     [SMTPD_LIMIT_AUTH_FAILURES] = 3,
     [SMTPD_LIMIT_AUTH_LINE] = 12288,
     [SMTPD_LIMIT_OUTPUT] = 65536,
+    [SMTPD_LIMIT_SOFT_ERRORS] = 10,
 };
 
 int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
@@ -112,6 +145,9 @@ int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
   memcpy(c->limits, default_limits, sizeof c->limits);
   c->timeouts[SMTPD_TIMEOUT_COMMAND] = 300000;
   c->timeouts[SMTPD_TIMEOUT_DATA] = 180000;
+  c->timeouts[SMTPD_TIMEOUT_LINE] = 60000;
+  c->timeouts[SMTPD_TIMEOUT_MESSAGE] = 1800000;
+  c->timeouts[SMTPD_TIMEOUT_TARPIT] = 1000;
   c->options[SMTPD_OPT_ENHANCEDSTATUSCODES] = 1;
   c->options[SMTPD_OPT_PIPELINING] = 1;
   c->options[SMTPD_OPT_8BITMIME] = 1;
@@ -159,9 +195,14 @@ static int replace_string(smtpd_config *c, char **slot, const char *v) {
   return 0;
 }
 
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF,
+ * so "220 " hostname " " banner CRLF must fit. */
+#define REPLY_LINE_MAX 512u
+
 int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
   int rv;
-  if (!c || !name || !*name || !printable(name, 0, 255))
+  if (!c || !name || !*name || !printable(name, 0, 255) ||
+      4 + strlen(name) + 1 + strlen(c->banner) + 2 > REPLY_LINE_MAX)
     return SMTPD_ERR_INVALID_ARGUMENT;
   rv = replace_string(c, &c->hostname, name);
   return rv ? rv : smtpd_i_config_rebuild(c);
@@ -169,7 +210,8 @@ int smtpd_config_set_hostname(smtpd_config *c, const char *name) {
 
 int smtpd_config_set_banner(smtpd_config *c, const char *text) {
   int rv;
-  if (!c || !text || !printable(text, 1, 400))
+  if (!c || !text || !printable(text, 1, 400) ||
+      4 + strlen(c->hostname) + 1 + strlen(text) + 2 > REPLY_LINE_MAX)
     return SMTPD_ERR_INVALID_ARGUMENT;
   rv = replace_string(c, &c->banner, text);
   return rv ? rv : smtpd_i_config_rebuild(c);
@@ -191,6 +233,11 @@ int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
     if (v < 1000)
       return SMTPD_ERR_INVALID_ARGUMENT;
     break;
+  case SMTPD_LIMIT_SOFT_ERRORS:
+  case SMTPD_LIMIT_TRANSACTIONS:
+    if (v > 1000000)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    break;
   case SMTPD_LIMIT_RECIPIENTS:
   case SMTPD_LIMIT_ERRORS:
   case SMTPD_LIMIT_AUTH_FAILURES:
@@ -205,7 +252,11 @@ int smtpd_config_set_limit(smtpd_config *c, smtpd_limit which, uint64_t v) {
     break;
   }
   c->limits[which] = v;
-  return which == SMTPD_LIMIT_MESSAGE_SIZE ? smtpd_i_config_rebuild(c) : 0;
+  return which == SMTPD_LIMIT_MESSAGE_SIZE ||
+                 which == SMTPD_LIMIT_RECIPIENTS ||
+                 which == SMTPD_LIMIT_TRANSACTIONS
+             ? smtpd_i_config_rebuild(c)
+             : 0;
 }
 
 int smtpd_config_get_limit(const smtpd_config *c, smtpd_limit which,

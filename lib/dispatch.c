@@ -10,7 +10,9 @@
 #include "internal.h"
 
 #define ROW(verb, flags, run, dec, text) \
-  {verb, sizeof verb - 1, flags, run, dec, text}
+  {verb, sizeof verb - 1, 0, flags, run, dec, text}
+#define ROW_IF(only, verb, flags, run, dec, text) \
+  {verb, sizeof verb - 1, only, flags, run, dec, text}
 #define BT SMTPD_CMD_BEFORE_TLS
 #define BA SMTPD_CMD_BEFORE_AUTH
 #define EG SMTPD_CMD_ENDS_GROUP
@@ -24,8 +26,10 @@ static const smtpd_i_row table[] = {
         NULL),
     ROW("DATA", EG | SMTPD_CMD_NEEDS_MAIL | SMTPD_CMD_NEEDS_RCPT,
         smtpd_i_cmd_data, &smtpd_i_dec_data, NULL),
-    ROW("EHLO", EG | BT | BA, smtpd_i_cmd_ehlo, &smtpd_i_dec_helo, NULL),
-    ROW("HELO", EG | BT | BA, smtpd_i_cmd_helo, &smtpd_i_dec_helo, NULL),
+    ROW_IF(R_SMTP, "EHLO", EG | BT | BA, smtpd_i_cmd_ehlo, &smtpd_i_dec_helo,
+           NULL),
+    ROW_IF(R_SMTP, "HELO", EG | BT | BA, smtpd_i_cmd_helo, &smtpd_i_dec_helo,
+           NULL),
     ROW("RSET", BT | BA, smtpd_i_cmd_rset, NULL, NULL),
     ROW("NOOP", EG | BT | BA, smtpd_i_cmd_noop, NULL, NULL),
     ROW("QUIT", BT | BA, smtpd_i_cmd_quit, NULL, NULL),
@@ -35,11 +39,33 @@ static const smtpd_i_row table[] = {
     ROW("AUTH", BA | SMTPD_CMD_NO_MAIL, smtpd_i_cmd_auth, NULL, NULL),
     ROW("STARTTLS", EG | BT | BA | SMTPD_CMD_NO_MAIL, smtpd_i_cmd_starttls,
         &smtpd_i_dec_starttls, NULL),
+    /* BDAT checks its own state: a refused chunk must still be read */
+    ROW_IF(R_BDAT, "BDAT", BT | BA, smtpd_i_cmd_bdat, NULL, NULL),
+    ROW_IF(R_LMTP, "LHLO", EG | BT | BA, smtpd_i_cmd_lhlo, &smtpd_i_dec_helo,
+           NULL),
+    ROW_IF(R_XCLIENT, "XCLIENT", EG | BT | BA | SMTPD_CMD_NO_MAIL,
+           smtpd_i_cmd_xclient, &smtpd_i_dec_xclient, NULL),
 };
 
 /* Old or unsafe verbs answered 502 unless the host registered them. */
 static const char *const not_implemented[] = {"TURN", "ETRN", "BDAT",
                                               "SEND", "SOML", "SAML"};
+
+/* A row that exists only under an option is unknown without it. */
+static int row_enabled(const smtpd_config *c, const smtpd_i_row *r) {
+  switch (r->only) {
+  case R_SMTP:
+    return !c->options[SMTPD_OPT_LMTP];
+  case R_LMTP:
+    return c->options[SMTPD_OPT_LMTP];
+  case R_BDAT:
+    return c->options[SMTPD_OPT_CHUNKING];
+  case R_XCLIENT:
+    return c->options[SMTPD_OPT_XCLIENT];
+  default:
+    return 1;
+  }
+}
 
 static int is_http_or_header(const char *line, size_t verb_len) {
   static const char *const http[] = {"GET",     "POST",   "HEAD",
@@ -125,7 +151,7 @@ static const smtpd_i_row *find_row(const smtpd_i_row *r,
   uint32_t w = upper4(line);
   for (; r < end; r++)
     if (r->len == vl && upper4(r->verb) == w &&
-        (vl == 4 || upper4(line + 4) == upper4(r->verb + 4)))
+        (vl == 4 || smtpd_i_ieq(line + 4, r->verb + 4, vl - 4)))
       return r;
   return NULL;
 }
@@ -134,7 +160,7 @@ static const smtpd_i_row *find_row(const smtpd_i_row *r,
  * verb, then the rest. */
 static const smtpd_i_row *core_row(const char *line, size_t vl) {
   const smtpd_i_row *r = NULL;
-  if (vl != 4 && vl != 8)
+  if (vl != 4 && vl != 7 && vl != 8)
     return NULL;
   switch (line[0] & 0xDF) {
   case 'M': r = find_row(&table[0], &table[1], line, vl); break;
@@ -167,6 +193,14 @@ void smtpd_i_dispatch(smtpd_session *s, char *line) {
     return;
   }
   row = core_row(line, vl);
+  if (row && row->only && !row_enabled(c, row)) {
+    if (vl == 4 && smtpd_i_ieq(line, "BDAT", 4)) {
+      smtpd_i_protocol_error(s, 502, "5.5.1",
+                             "Error: command not implemented", 0);
+      return;
+    }
+    row = NULL;
+  }
   if (row) {
     run(s, row, arg);
     return;
@@ -177,6 +211,7 @@ void smtpd_i_dispatch(smtpd_session *s, char *line) {
       smtpd_i_row hr;
       hr.verb = h->verb;
       hr.len = h->len;
+      hr.only = 0;
       hr.flags = h->flags;
       hr.run = smtpd_i_cmd_host;
       hr.decision = &smtpd_i_dec_command;

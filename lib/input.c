@@ -131,6 +131,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
     if (lf) {
       s->skipping = 0;
       s->skipped = 0;
+      s->lines++;
     }
     return stop;
   }
@@ -162,7 +163,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
       if (!lf && s->state != ST_CLOSED)
         s->skipping = 1;
       else
-        s->skipped = 0;
+        s->skipped = 0, s->lines++;
     }
     if (s->auth_big && s->state != ST_AUTH)
       use_command_buffer(s);
@@ -174,6 +175,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
     return end;
   process_line(s);
   s->line_len = 0;
+  s->lines++;
   if (s->auth_big && s->state != ST_AUTH)
     use_command_buffer(s);
   return stop;
@@ -193,6 +195,44 @@ static int sync_violation(smtpd_session *s) {
     return 1;
   }
   return 0;
+}
+
+/* The PROXY header before the greeting: buffered (bounded) until it is
+ * complete; anything invalid closes the session without a reply. */
+static const uint8_t *proxy_header(smtpd_session *s, const uint8_t *p,
+                                   const uint8_t *end) {
+  smtpd_proxy_info info;
+  size_t room = SMTPD_I_PROXY_MAX - s->proxy_len, n = (size_t)(end - p);
+  ptrdiff_t r;
+  if (n > room)
+    n = room;
+  memcpy(s->proxybuf + s->proxy_len, p, n);
+  s->proxy_len += n;
+  r = smtpd_proxy_parse(s->proxybuf, s->proxy_len, &info);
+  if (r == 0 && s->proxy_len < SMTPD_I_PROXY_MAX)
+    return p + n;
+  if (r <= 0) {
+    smtpd_i_close(s, SMTPD_CLOSE_PROXY);
+    return end;
+  }
+  /* the header ended r octets into the buffer: the rest is input */
+  p += n - (s->proxy_len - (size_t)r);
+  if (!info.local) {
+    if (smtpd_i_set_client(s, info.src_addr, NULL)) {
+      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+      return end;
+    }
+    s->client_port = info.src_port;
+  }
+  smtpd_i_free(&s->cfg->mem, s->proxybuf);
+  s->proxybuf = NULL;
+  smtpd_i_connect(s);
+  return p;
+}
+
+void smtpd_i_input_settle(smtpd_session *s) {
+  if (s->state == ST_BDAT && s->bdat_left == 0 && !s->pending)
+    smtpd_i_bdat_chunk_done(s);
 }
 
 const uint8_t *smtpd_i_input(smtpd_session *s, const uint8_t *p,
@@ -217,8 +257,13 @@ const uint8_t *smtpd_i_input(smtpd_session *s, const uint8_t *p,
       p = smtpd_i_body_scan(s, p, end, &ended);
       if (ended)
         smtpd_i_end_of_data(s);
-    } else {
+    } else if (s->state < ST_BDAT) { /* ST_CMD, ST_AUTH, ST_REJECTED */
       p = line_scan(s, p, end);
+    } else if (s->state == ST_BDAT) {
+      p = smtpd_i_body_raw(s, p, end);
+      smtpd_i_input_settle(s);
+    } else { /* ST_PROXY: nothing was sent, so no sync mark is set */
+      p = proxy_header(s, p, end);
     }
     if (s->broken)
       break;

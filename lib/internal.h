@@ -34,6 +34,7 @@
 #define SMTPD_I_MAX_HOST_CMDS 32  /* host-registered verbs */
 #define SMTPD_I_MAX_VERB 16
 #define SMTPD_I_REPLY_MAX 2048    /* host-set reply, formatted */
+#define SMTPD_I_PROXY_MAX 1040u   /* PROXY v2: 16 + 1024 */
 
 typedef struct smtpd_i_param_decl {
   char keyword[64];
@@ -76,7 +77,8 @@ struct smtpd_config {
 
 int smtpd_i_config_rebuild(smtpd_config *c);
 
-/* What the session is doing with its input. */
+/* What the session is doing with its input. input.c relies on the order:
+ * the states that read lines come before ST_BDAT. */
 typedef enum {
   ST_INIT = 0,   /* not started */
   ST_CMD,        /* reading commands */
@@ -84,6 +86,8 @@ typedef enum {
   ST_AUTH,       /* reading an AUTH response line */
   ST_TLS_WAIT,   /* STARTTLS/implicit TLS handshake: input discarded */
   ST_REJECTED,   /* 554 greeting: only QUIT is honoured */
+  ST_BDAT,       /* reading the octets of a BDAT chunk */
+  ST_PROXY,      /* reading a PROXY protocol header, before the greeting */
   ST_CLOSED      /* closing: nothing more is read */
 } smtpd_i_state;
 
@@ -101,6 +105,7 @@ typedef enum {
   K_COMMAND,
   K_BODY,
   K_AUTH,
+  K_XCLIENT,
   K_COUNT_
 } smtpd_i_kind;
 
@@ -165,7 +170,9 @@ struct smtpd_session {
   int broken;                /* fatal error code, 0 if fine */
   unsigned started : 1, implicit_tls : 1, tls : 1, esmtp : 1, helo_seen : 1,
       in_mail : 1, smtputf8 : 1, skipping : 1, reply_set : 1,
-      callback_running : 1, auth_big : 1, pend_crlf : 1;
+      callback_running : 1, auth_big : 1, pend_crlf : 1, chunked : 1,
+      bdat_last : 1, bdat_discard : 1, bdat_failed : 1, requiretls : 1,
+      proxy : 1, lmtp_greeted : 1;
 
   /* command line assembly */
   char *line;       /* cmdbuf or auth buffer */
@@ -211,6 +218,21 @@ struct smtpd_session {
     char *str;   /* HELO name, MAIL/RCPT address */
     int esmtp;
   } pend;
+
+  /* BDAT: octets of the current chunk still to read */
+  uint64_t bdat_left, bdat_size;
+  /* PROXY header being read (ST_PROXY) */
+  uint8_t *proxybuf;
+  size_t proxy_len;
+  /* client port, protocol override (XCLIENT PROTO=) */
+  unsigned client_port;
+  const char *proto;
+  uint64_t transactions; /* MAIL commands accepted */
+  /* deadlines and tarpit: lines read (a line's deadline is told apart
+   * by it), the message's and the delay's epochs (0: none in force) */
+  uint64_t lines, msg_epoch, epochs, delay_epoch;
+  uint32_t delay_ms;      /* reply delay requested with delay_epoch */
+  uint64_t delay_mark;    /* ... for the output queued up to here */
 
   /* DATA */
   smtpd_i_dstate dstate;
@@ -330,6 +352,8 @@ void smtpd_i_notice(smtpd_session *s, smtpd_notice_type type, int code,
                     uint64_t count);
 void smtpd_i_close(smtpd_session *s, smtpd_close_reason why);
 void smtpd_i_bump_errors(smtpd_session *s);
+/* hold back the output queued now (smtpd_session_reply_delay) */
+void smtpd_i_tarpit(smtpd_session *s);
 /* A reply caused by a client mistake: reply, notice, count. */
 void smtpd_i_protocol_error(smtpd_session *s, int code, const char *enh,
                             const char *text, int with_host);
@@ -337,6 +361,8 @@ void *smtpd_i_arena_alloc(smtpd_session *s, size_t n);
 char *smtpd_i_arena_strdup(smtpd_session *s, const char *str);
 void smtpd_i_arena_free(smtpd_session *s);
 int smtpd_i_add_rcpt(smtpd_session *s, const char *addr);
+/* copies of the client's address and name (either may be NULL) */
+int smtpd_i_set_client(smtpd_session *s, const char *addr, const char *rdns);
 void smtpd_i_reset_transaction(smtpd_session *s);
 
 /* ---- decide.c (running a decision: decide.h) ------------------------- */
@@ -347,6 +373,10 @@ void smtpd_i_end_by_host(smtpd_session *s, smtpd_verdict v);
 
 /* ---- body.c ------------------------------------------------------------ */
 void smtpd_i_body_begin(smtpd_session *s);
+/* BDAT chunk octets: no dot or line handling; returns how many were taken
+ * (all of them, unless the host paused after a part) */
+const uint8_t *smtpd_i_body_raw(smtpd_session *s, const uint8_t *p,
+                                const uint8_t *end);
 /* Scan body input; *ended is set when <CRLF>.<CRLF> was read (the state
  * is then ST_CMD and the caller answers the message). */
 const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
@@ -364,10 +394,17 @@ void smtpd_i_sasl_channel(const smtpd_session *s, smtpd_sasl_channel *ch);
 typedef struct smtpd_i_row smtpd_i_row;
 typedef void smtpd_i_handler(smtpd_session *s, const smtpd_i_row *row,
                              char *arg);
+/* Rows that exist only under an option (row->only). */
+#define R_SMTP 1u    /* not in LMTP mode */
+#define R_LMTP 2u    /* only in LMTP mode */
+#define R_BDAT 3u    /* only with CHUNKING */
+#define R_XCLIENT 4u /* only with XCLIENT */
+
 /* One command: its verb, flags, handler and decision. */
 struct smtpd_i_row {
   const char *verb;
   unsigned char len;
+  unsigned char only; /* R_*, 0: always */
   unsigned flags;
   smtpd_i_handler *run;
   const smtpd_i_decision *decision; /* NULL: answered without one */
@@ -381,12 +418,16 @@ extern const smtpd_i_decision smtpd_i_dec_data;
 extern const smtpd_i_decision smtpd_i_dec_vrfy;
 extern const smtpd_i_decision smtpd_i_dec_starttls;
 extern const smtpd_i_decision smtpd_i_dec_command;
+extern const smtpd_i_decision smtpd_i_dec_xclient;
+smtpd_i_handler smtpd_i_cmd_lhlo, smtpd_i_cmd_bdat, smtpd_i_cmd_xclient;
 smtpd_i_handler smtpd_i_cmd_helo, smtpd_i_cmd_ehlo, smtpd_i_cmd_mail,
     smtpd_i_cmd_rcpt, smtpd_i_cmd_data, smtpd_i_cmd_rset, smtpd_i_cmd_noop,
     smtpd_i_cmd_quit, smtpd_i_cmd_vrfy, smtpd_i_cmd_expn, smtpd_i_cmd_help,
     smtpd_i_cmd_starttls, smtpd_i_cmd_auth, smtpd_i_cmd_host;
 void smtpd_i_connect(smtpd_session *s);
 void smtpd_i_end_of_data(smtpd_session *s);
+/* the last octet of a BDAT chunk was read */
+void smtpd_i_bdat_chunk_done(smtpd_session *s);
 
 /* ---- dispatch.c -------------------------------------------------------- */
 /* A complete command line (NUL-terminated, no CRLF). */
@@ -395,5 +436,8 @@ void smtpd_i_dispatch(smtpd_session *s, char *line);
 /* ---- input.c ----------------------------------------------------------- */
 const uint8_t *smtpd_i_input(smtpd_session *s, const uint8_t *p,
                              const uint8_t *end);
+/* finish framing work a resumed decision left (a BDAT chunk fully read
+ * while its last part was paused) */
+void smtpd_i_input_settle(smtpd_session *s);
 
 #endif /* SMTPD_LIB_INTERNAL_H */

@@ -684,3 +684,8 @@ size_t smtpd_i_sanitize(char *dst, size_t cap, const char *s, size_t len) {
   dst[len] = '\0';
   return len;
 }
+
+int smtpd_i_ip_valid(const char *p, int v6) {
+  const char *e = v6 ? scan_ipv6(p) : scan_ipv4(p);
+  return e != NULL && *e == '\0';
+}

@@ -118,4 +118,8 @@ int smtpd_i_utf8_valid(const uint8_t *s, size_t len);
  * to fit. Returns the number of chars written (without NUL). */
 size_t smtpd_i_sanitize(char *dst, size_t cap, const char *s, size_t len);
 
+/* smtpd_i_ip_valid - p (NUL-terminated) is an IPv4 dotted quad, or (v6)
+ * an IPv6 address in RFC 5321 4.1.3 form. */
+int smtpd_i_ip_valid(const char *p, int v6);
+
 #endif /* SMTPD_LIB_PARSE_H */

@@ -11,12 +11,13 @@
 
 #include "internal.h"
 
-/* How many octets of smtpd_callbacks each version had. */
-static size_t callbacks_size(unsigned version) {
+size_t smtpd_callbacks_size(unsigned version) {
   switch (version) {
   case 1:
     return offsetof(smtpd_callbacks, on_command);
   case 2:
+    return offsetof(smtpd_callbacks, on_xclient);
+  case 3:
     return sizeof(smtpd_callbacks);
   default:
     return 0;
@@ -39,7 +40,7 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
   s->cfg = cfg;
   if (cb) {
     /* only the members the caller's version had; the rest stay NULL */
-    memcpy(&s->cb, cb, callbacks_size(cb->version));
+    memcpy(&s->cb, cb, smtpd_callbacks_size(cb->version));
     s->cb_version = cb->version;
   } else {
     s->cb_version = SMTPD_CALLBACKS_VERSION;
@@ -70,6 +71,7 @@ void smtpd_session_del(smtpd_session *s) {
   smtpd_i_free(m, s->reply);
   smtpd_i_free(m, s->helo);
   smtpd_i_free(m, s->scratch);
+  smtpd_i_free(m, s->proxybuf);
   smtpd_i_free(m, s->client_addr);
   smtpd_i_free(m, s->client_rdns);
   smtpd_i_free(m, s->tls_strings);
@@ -89,29 +91,29 @@ void smtpd_session_set_user_data(smtpd_session *s, void *ud) {
 
 int smtpd_session_set_client(smtpd_session *s, const char *addr,
                              const char *rdns) {
-  char *a = NULL, *r = NULL;
-  const smtpd_mem *m;
   if (!s)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  m = &s->cfg->mem;
-  if ((addr && strlen(addr) > 255) || (rdns && strlen(rdns) > 255))
+  return smtpd_i_set_client(s, addr, rdns);
+}
+
+int smtpd_session_set_proxy(smtpd_session *s) {
+  if (!s)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  if ((addr && !(a = smtpd_i_strdup(m, addr))) ||
-      (rdns && !(r = smtpd_i_strdup(m, rdns)))) {
-    smtpd_i_free(m, a);
-    return SMTPD_ERR_NOMEM;
+  if (s->started || s->implicit_tls)
+    return SMTPD_ERR_INVALID_STATE;
+  if (!s->proxybuf) {
+    s->proxybuf = smtpd_i_alloc(&s->cfg->mem, SMTPD_I_PROXY_MAX);
+    if (!s->proxybuf)
+      return SMTPD_ERR_NOMEM;
   }
-  smtpd_i_free(m, s->client_addr);
-  smtpd_i_free(m, s->client_rdns);
-  s->client_addr = a;
-  s->client_rdns = r;
+  s->proxy = 1;
   return 0;
 }
 
 int smtpd_session_set_implicit_tls(smtpd_session *s) {
   if (!s)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  if (s->started)
+  if (s->started || s->proxy)
     return SMTPD_ERR_INVALID_STATE;
   s->implicit_tls = 1;
   return 0;
@@ -130,6 +132,10 @@ int smtpd_session_start(smtpd_session *s) {
   s->started = 1;
   if (s->implicit_tls && !s->tls) {
     s->state = ST_TLS_WAIT;
+    return 0;
+  }
+  if (s->proxy) {
+    s->state = ST_PROXY; /* the greeting follows the header */
     return 0;
   }
   return connect_decision(s);
@@ -314,6 +320,8 @@ int smtpd_session_resume(smtpd_session *s, smtpd_verdict verdict) {
     d->resume(s, verdict);
   else
     smtpd_i_apply(s, d, verdict);
+  if (!s->broken)
+    smtpd_i_input_settle(s);
   return s->broken;
 }
 
@@ -335,13 +343,40 @@ uint32_t smtpd_session_timeout(const smtpd_session *s, smtpd_timeout *kind) {
   smtpd_timeout k = SMTPD_TIMEOUT_COMMAND;
   if (!s || s->pending || s->broken || !s->started)
     k = SMTPD_TIMEOUT_NONE;
-  else if (s->state == ST_DATA)
+  else if (s->state == ST_DATA || s->state == ST_BDAT)
     k = SMTPD_TIMEOUT_DATA;
   else if (s->state == ST_CLOSED)
     k = s->out_len ? SMTPD_TIMEOUT_COMMAND : SMTPD_TIMEOUT_NONE;
   if (kind)
     *kind = k;
   return k == SMTPD_TIMEOUT_NONE ? 0 : s->cfg->timeouts[k];
+}
+
+uint32_t smtpd_session_deadline(const smtpd_session *s, smtpd_timeout *kind,
+                                uint64_t *epoch) {
+  smtpd_timeout k = SMTPD_TIMEOUT_NONE;
+  uint64_t e = 0;
+  if (s && !s->pending && !s->broken && s->started && s->state != ST_CLOSED) {
+    if (s->msg_epoch)
+      k = SMTPD_TIMEOUT_MESSAGE, e = s->msg_epoch;
+    else if (s->state < ST_BDAT && (s->line_len || s->skipping))
+      k = SMTPD_TIMEOUT_LINE, e = s->lines << 1 | 1; /* odd: never a
+                                                         message's */
+  }
+  if (k != SMTPD_TIMEOUT_NONE && !s->cfg->timeouts[k])
+    k = SMTPD_TIMEOUT_NONE, e = 0;
+  if (kind)
+    *kind = k;
+  if (epoch)
+    *epoch = e;
+  return k == SMTPD_TIMEOUT_NONE ? 0 : s->cfg->timeouts[k];
+}
+
+uint32_t smtpd_session_reply_delay(const smtpd_session *s, uint64_t *epoch) {
+  int on = s && s->delay_epoch && s->out_consumed < s->delay_mark;
+  if (epoch)
+    *epoch = on ? s->delay_epoch : 0;
+  return on ? s->delay_ms : 0;
 }
 
 int smtpd_session_timeout_expired(smtpd_session *s) {
@@ -366,11 +401,17 @@ int smtpd_session_close(smtpd_session *s, const char *enh, const char *text) {
     return SMTPD_ERR_INVALID_STATE;
   if (enh && !valid_enh(enh, 4))
     return SMTPD_ERR_INVALID_ARGUMENT;
-  if (text)
+  if (text) {
     for (i = 0; text[i]; i++)
       if ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7e ||
           i > 400)
         return SMTPD_ERR_INVALID_ARGUMENT;
+    /* "421 " enh " " host " " text CRLF within 512 octets */
+    if (4 + (enh ? strlen(enh) : 5) + 1 + strlen(s->cfg->hostname) + 1 + i +
+            2 >
+        512)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+  }
   if (s->state == ST_CLOSED)
     return 0;
   smtpd_i_auth_reset(s);
@@ -468,4 +509,25 @@ const char *smtpd_session_recipient(const smtpd_session *s, size_t i) {
 }
 int smtpd_session_smtputf8(const smtpd_session *s) {
   return s && s->smtputf8;
+}
+int smtpd_session_requiretls(const smtpd_session *s) {
+  return s && s->in_mail && s->requiretls;
+}
+unsigned smtpd_session_client_port(const smtpd_session *s) {
+  return s ? s->client_port : 0;
+}
+int smtpd_session_set_client_port(smtpd_session *s, unsigned port) {
+  if (!s || port > 65535)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  s->client_port = port;
+  return 0;
+}
+const char *smtpd_session_protocol(const smtpd_session *s) {
+  if (!s)
+    return NULL;
+  if (s->cfg->options[SMTPD_OPT_LMTP])
+    return "LMTP";
+  if (s->proto)
+    return s->proto;
+  return s->esmtp ? "ESMTP" : "SMTP";
 }

@@ -88,8 +88,34 @@ void smtpd_i_reset_transaction(smtpd_session *s) {
   s->sender = NULL;
   s->nrcpts = 0;
   s->rcpt_reply = 0;
+  s->chunked = 0;
+  s->bdat_failed = 0;
+  s->msg_epoch = 0;
+  s->requiretls = 0;
   s->body_type = SMTPD_BODY_UNSPECIFIED;
   arena_reset(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* the client (set by the host, a PROXY header or XCLIENT)              */
+
+int smtpd_i_set_client(smtpd_session *s, const char *addr,
+                       const char *rdns) {
+  char *a = NULL, *r = NULL;
+  const smtpd_mem *m;
+  m = &s->cfg->mem;
+  if ((addr && strlen(addr) > 255) || (rdns && strlen(rdns) > 255))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if ((addr && !(a = smtpd_i_strdup(m, addr))) ||
+      (rdns && !(r = smtpd_i_strdup(m, rdns)))) {
+    smtpd_i_free(m, a);
+    return SMTPD_ERR_NOMEM;
+  }
+  smtpd_i_free(m, s->client_addr);
+  smtpd_i_free(m, s->client_rdns);
+  s->client_addr = a;
+  s->client_rdns = r;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -120,7 +146,8 @@ void smtpd_i_notice(smtpd_session *s, smtpd_notice_type type, int code,
 void smtpd_i_close(smtpd_session *s, smtpd_close_reason why) {
   if (s->state == ST_CLOSED)
     return;
-  if (s->state == ST_DATA && s->doom == DOOM_NONE)
+  if ((s->state == ST_DATA || (s->chunked && s->in_mail)) &&
+      s->doom == DOOM_NONE && !s->bdat_failed)
     smtpd_i_notice(s, SMTPD_NOTICE_MESSAGE_ABORTED, 0, 0);
   s->state = ST_CLOSED;
   s->pending = NULL;
@@ -128,8 +155,19 @@ void smtpd_i_close(smtpd_session *s, smtpd_close_reason why) {
     s->cb.on_close(s, why, s->ud);
 }
 
+void smtpd_i_tarpit(smtpd_session *s) {
+  uint32_t ms = s->cfg->timeouts[SMTPD_TIMEOUT_TARPIT];
+  if (ms) {
+    s->delay_ms = ms;
+    s->delay_epoch = (s->epochs += 2);
+    s->delay_mark = s->out_total;
+  }
+}
+
 void smtpd_i_bump_errors(smtpd_session *s) {
-  if (++s->errors >= s->cfg->limits[SMTPD_LIMIT_ERRORS] &&
+  if (++s->errors > s->cfg->limits[SMTPD_LIMIT_SOFT_ERRORS])
+    smtpd_i_tarpit(s);
+  if (s->errors >= s->cfg->limits[SMTPD_LIMIT_ERRORS] &&
       s->state != ST_CLOSED) {
     smtpd_i_reply_host(s, 421, "4.7.0", "Error: too many errors");
     smtpd_i_close(s, SMTPD_CLOSE_TOO_MANY_ERRORS);

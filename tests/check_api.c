@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ typedef struct host {
   smtpd_verdict starttls;
   smtpd_verdict rcpt;
   int ncalls_rcpt_data;
+  uint8_t body[256]; /* what on_body delivered (sink_body) */
+  size_t bodylen;
 } host;
 
 static void logf_(host *h, const char *fmt, ...) {
@@ -681,6 +684,311 @@ START_TEST(test_version1_callbacks) {
 }
 END_TEST
 
+
+/* ---- XCLIENT ----------------------------------------------------------- */
+
+static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
+                                void *ud) {
+  host *h = ud;
+  (void)s;
+  logf_(h, "xclient name=%s addr=%s port=%s helo=%s login=%s\n",
+        x->name ? x->name : "-", x->addr ? x->addr : "-",
+        x->port ? x->port : "-", x->helo ? x->helo : "-",
+        x->login ? x->login : "-");
+  return h->command;
+}
+
+START_TEST(test_xclient) {
+  smtpd_config *c = config();
+  smtpd_callbacks cb = callbacks();
+  host h;
+  char out[4096];
+  int bytewise;
+  ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_XCLIENT, 1), SMTPD_OK);
+  cb.on_xclient = on_xclient;
+  for (bytewise = 0; bytewise < 2; bytewise++) {
+    memset(&h, 0, sizeof h);
+    start(&h, c, &cb, out, sizeof out);
+    ck_assert_int_eq(smtpd_session_set_client(h.s, "10.0.0.1", NULL),
+                     SMTPD_OK);
+    talk(&h, "EHLO proxy.example\r\n", bytewise, out, sizeof out);
+    ck_assert(strstr(out, "XCLIENT NAME ADDR PORT PROTO HELO LOGIN "
+                          "DESTADDR DESTPORT\r\n") != NULL);
+    /* an untrusted client: the default refusal */
+    out[0] = '\0';
+    h.command = SMTPD_REJECT;
+    talk(&h, "XCLIENT ADDR=192.0.2.9\r\n", bytewise, out, sizeof out);
+    ck_assert_str_eq(out, "550 5.7.0 Error: insufficient authorization\r\n");
+    ck_assert_str_eq(smtpd_session_client_addr(h.s), "10.0.0.1");
+    /* malformed: unknown attribute, bad xtext, bad address */
+    out[0] = '\0';
+    talk(&h, "XCLIENT FOO=1\r\n", bytewise, out, sizeof out);
+    talk(&h, "XCLIENT NAME=a+zz\r\n", bytewise, out, sizeof out);
+    talk(&h, "XCLIENT ADDR=1.2.3\r\n", bytewise, out, sizeof out);
+    ck_assert_str_eq(out, "501 5.5.4 Error: bad XCLIENT attribute name\r\n"
+                          "501 5.5.4 Error: bad XCLIENT attribute value\r\n"
+                          "501 5.5.4 Error: bad XCLIENT ADDR value\r\n");
+    /* trusted: the session takes the client and greets again */
+    out[0] = '\0';
+    h.command = SMTPD_ACCEPT;
+    talk(&h,
+         "XCLIENT NAME=client.example ADDR=IPV6:2001:db8::7 PORT=4711 "
+         "HELO=c+2Eexample LOGIN=[UNAVAILABLE] PROTO=ESMTP\r\n",
+         bytewise, out, sizeof out);
+    ck_assert_str_eq(out, "220 mx.example ESMTP\r\n");
+    ck_assert_str_eq(smtpd_session_client_addr(h.s), "2001:db8::7");
+    ck_assert_str_eq(smtpd_session_client_rdns(h.s), "client.example");
+    ck_assert_uint_eq(smtpd_session_client_port(h.s), 4711);
+    ck_assert_ptr_null(smtpd_session_auth_user(h.s));
+    ck_assert_str_eq(smtpd_session_protocol(h.s), "ESMTP");
+    /* inside a transaction: 503 */
+    out[0] = '\0';
+    talk(&h, "EHLO c.example\r\n", bytewise, out, sizeof out);
+    out[0] = '\0';
+    talk(&h, "MAIL FROM:<a@c.example>\r\nXCLIENT ADDR=192.0.2.1\r\n",
+         bytewise, out, sizeof out);
+    ck_assert_str_eq(out, "250 2.1.0 Ok\r\n"
+                          "503 5.5.1 Error: MAIL transaction in progress\r\n");
+    ck_assert(strstr(h.log, "xclient name=client.example addr=2001:db8::7 "
+                            "port=4711 helo=c.example login=[UNAVAILABLE]\n"));
+    smtpd_session_del(h.s);
+  }
+  /* without on_xclient every XCLIENT is refused */
+  cb.on_xclient = NULL;
+  memset(&h, 0, sizeof h);
+  start(&h, c, &cb, out, sizeof out);
+  out[0] = '\0';
+  talk(&h, "XCLIENT ADDR=192.0.2.9\r\n", 0, out, sizeof out);
+  ck_assert_str_eq(out, "550 5.7.0 Error: insufficient authorization\r\n");
+  smtpd_session_del(h.s);
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* ---- PROXY protocol ---------------------------------------------------- */
+
+static const uint8_t v2_ipv4[] = {
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+    0x21, 0x11, 0x00, 0x0c, 192,  0,    2,    33,   198,  51,   100,  7,
+    0x1f, 0x90, 0x00, 0x19};
+
+START_TEST(test_proxy_parse) {
+  smtpd_proxy_info pi;
+  const char *v1 = "PROXY TCP4 192.0.2.7 198.51.100.1 40001 25\r\n";
+  size_t n = strlen(v1), i;
+  uint8_t big[1100];
+  /* complete headers, and every prefix of them asks for more */
+  ck_assert_int_eq(smtpd_proxy_parse(v1, n, &pi), (ptrdiff_t)n);
+  ck_assert_str_eq(pi.src_addr, "192.0.2.7");
+  ck_assert_uint_eq(pi.src_port, 40001);
+  ck_assert_uint_eq(pi.dst_port, 25);
+  for (i = 0; i < n; i++)
+    ck_assert_int_eq(smtpd_proxy_parse(v1, i, &pi), 0);
+  ck_assert_int_eq(smtpd_proxy_parse(v2_ipv4, sizeof v2_ipv4, &pi),
+                   (ptrdiff_t)sizeof v2_ipv4);
+  ck_assert_int_eq(pi.version, 2);
+  ck_assert_str_eq(pi.src_addr, "192.0.2.33");
+  ck_assert_str_eq(pi.dst_addr, "198.51.100.7");
+  ck_assert_uint_eq(pi.src_port, 8080);
+  for (i = 0; i < sizeof v2_ipv4; i++)
+    ck_assert_int_eq(smtpd_proxy_parse(v2_ipv4, i, &pi), 0);
+  /* the header's length only: what follows is the client's */
+  ck_assert_int_eq(smtpd_proxy_parse("PROXY UNKNOWN\r\nEHLO x\r\n", 23, &pi),
+                   15);
+  ck_assert(pi.local);
+  /* malformed */
+  {
+    static const char *const bad[] = {
+        "EHLO x\r\n",
+        "PROXY TCP5 192.0.2.7 198.51.100.1 1 2\r\n",
+        "PROXY TCP4 192.0.2.777 198.51.100.1 1 2\r\n",
+        "PROXY TCP4 192.0.2.7 198.51.100.1 1 65536\r\n",
+        "PROXY TCP4 192.0.2.7 198.51.100.1 01 2\r\n",
+        "PROXY TCP4 192.0.2.7  198.51.100.1 1 2\r\n",
+        "PROXY TCP4 192.0.2.7 198.51.100.1 1 2 3\r\n",
+        "PROXY TCP6 192.0.2.7 198.51.100.1 1 2\r\n",
+        "PROXY TCP4 192.0.2.7 198.51.100.1 1\r\n",
+        "proxy TCP4 192.0.2.7 198.51.100.1 1 2\r\n"};
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+      ck_assert_msg(smtpd_proxy_parse(bad[i], strlen(bad[i]), &pi) ==
+                        SMTPD_ERR_INVALID_ARGUMENT,
+                    "accepted %s", bad[i]);
+  }
+  /* a v1 line with no end within 107 octets */
+  memset(big, 'x', sizeof big);
+  memcpy(big, "PROXY TCP4 ", 11);
+  ck_assert_int_eq(smtpd_proxy_parse(big, 107, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_proxy_parse(big, 106, &pi), 0);
+  /* v2: a length beyond the bound, a bad version, too short for IPv4 */
+  memcpy(big, v2_ipv4, sizeof v2_ipv4);
+  big[14] = 0x04, big[15] = 0x01; /* 1025 */
+  ck_assert_int_eq(smtpd_proxy_parse(big, 16, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  big[14] = 0x00, big[15] = 0x0c, big[12] = 0x31;
+  ck_assert_int_eq(smtpd_proxy_parse(big, sizeof v2_ipv4, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  big[12] = 0x21, big[15] = 0x08;
+  ck_assert_int_eq(smtpd_proxy_parse(big, 24, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  /* v2 LOCAL: no address */
+  big[12] = 0x20, big[15] = 0x00;
+  ck_assert_int_eq(smtpd_proxy_parse(big, 16, &pi), 16);
+  ck_assert(pi.local);
+}
+END_TEST
+
+START_TEST(test_proxy_session) {
+  smtpd_config *c = config();
+  smtpd_callbacks cb = callbacks();
+  host h;
+  char out[1024];
+  const uint8_t *p;
+  size_t split;
+  /* the header split at every offset; the client talks after the
+   * greeting (before it would be an early talker) */
+  for (split = 1; split <= sizeof v2_ipv4; split++) {
+    uint8_t in[64];
+    size_t off = 0, len = sizeof v2_ipv4 + 6;
+    memcpy(in, v2_ipv4, sizeof v2_ipv4);
+    memcpy(in + sizeof v2_ipv4, "NOOP\r\n", 6);
+    memset(&h, 0, sizeof h);
+    ck_assert_int_eq(smtpd_session_new(&h.s, c, &cb, &h), SMTPD_OK);
+    ck_assert_int_eq(smtpd_session_set_proxy(h.s), SMTPD_OK);
+    ck_assert_int_eq(smtpd_session_set_implicit_tls(h.s),
+                     SMTPD_ERR_INVALID_STATE);
+    ck_assert_int_eq(smtpd_session_start(h.s), SMTPD_OK);
+    ck_assert_uint_eq(smtpd_session_output(h.s, &p), 0); /* no greeting */
+    ck_assert_int_eq(smtpd_session_feed(h.s, in, split), (ptrdiff_t)split);
+    off = split;
+    if (off < sizeof v2_ipv4)
+      ck_assert_int_eq(smtpd_session_feed(h.s, in + off,
+                                          sizeof v2_ipv4 - off),
+                       (ptrdiff_t)(sizeof v2_ipv4 - off));
+    out[0] = '\0';
+    drain(&h, out, sizeof out);
+    ck_assert_str_eq(out, "220 mx.example ESMTP\r\n");
+    ck_assert_str_eq(smtpd_session_client_addr(h.s), "192.0.2.33");
+    ck_assert_uint_eq(smtpd_session_client_port(h.s), 8080);
+    ck_assert_int_eq(smtpd_session_feed(h.s, in + sizeof v2_ipv4,
+                                        len - sizeof v2_ipv4),
+                     6);
+    out[0] = '\0';
+    drain(&h, out, sizeof out);
+    ck_assert_str_eq(out, "250 2.0.0 Ok\r\n");
+    smtpd_session_del(h.s);
+  }
+  /* garbage instead of a header: closed, nothing written, input bounded */
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(smtpd_session_new(&h.s, c, &cb, &h), SMTPD_OK);
+  ck_assert_int_eq(smtpd_session_set_proxy(h.s), SMTPD_OK);
+  ck_assert_int_eq(smtpd_session_start(h.s), SMTPD_OK);
+  ck_assert_int_eq(smtpd_session_feed(h.s, "GET / HTTP/1.0\r\n", 16), 16);
+  ck_assert(smtpd_session_is_done(h.s));
+  ck_assert_uint_eq(smtpd_session_output(h.s, &p), 0);
+  ck_assert(strstr(h.log, "close 11\n") != NULL); /* SMTPD_CLOSE_PROXY */
+  smtpd_session_del(h.s);
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* ---- BDAT: a binary body, pipelined in chunks, at every split ---------- */
+
+static smtpd_verdict sink_body(smtpd_session *s, const uint8_t *d, size_t n,
+                               void *ud) {
+  host *h = ud;
+  (void)s;
+  ck_assert(h->bodylen + n <= sizeof h->body);
+  memcpy(h->body + h->bodylen, d, n);
+  h->bodylen += n;
+  return SMTPD_ACCEPT;
+}
+
+START_TEST(test_bdat_binary_every_split) {
+  static const uint8_t body1[] = "a\0b\rc\nd\r\n.\r\n";
+  static const uint8_t body2[] = "\r\n.\r\nQUIT\r\n\0\xff";
+  smtpd_config *c = config();
+  smtpd_callbacks cb = callbacks();
+  uint8_t in[512];
+  size_t n = 0, split;
+  char hdr[64];
+  ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_CHUNKING, 1), SMTPD_OK);
+  ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_BINARYMIME, 1),
+                   SMTPD_OK);
+  cb.on_body = sink_body;
+#define PUT(p, l) (memcpy(in + n, p, l), n += l)
+  {
+    const char *cmds = "MAIL FROM:<a@c.example> BODY=BINARYMIME\r\n"
+                       "RCPT TO:<b@mx.example>\r\n";
+    PUT(cmds, strlen(cmds));
+  }
+  snprintf(hdr, sizeof hdr, "BDAT %zu\r\n", sizeof body1 - 1);
+  PUT(hdr, strlen(hdr));
+  PUT(body1, sizeof body1 - 1);
+  snprintf(hdr, sizeof hdr, "BDAT %zu LAST\r\n", sizeof body2 - 1);
+  PUT(hdr, strlen(hdr));
+  PUT(body2, sizeof body2 - 1);
+  PUT("RSET\r\n", 6);
+#undef PUT
+  for (split = 1; split <= n; split++) {
+    host h;
+    char out[1024];
+    size_t off = 0;
+    memset(&h, 0, sizeof h);
+    start(&h, c, &cb, out, sizeof out);
+    talk(&h, "EHLO c.example\r\n", 0, out, sizeof out);
+    out[0] = '\0';
+    while (off < n) {
+      size_t k = n - off < split ? n - off : split;
+      ck_assert_int_eq(smtpd_session_feed(h.s, in + off, k), (ptrdiff_t)k);
+      off += k;
+    }
+    drain(&h, out, sizeof out);
+    ck_assert_str_eq(out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+                          "250 2.0.0 Ok: 12 octets received\r\n"
+                          "250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n");
+    ck_assert_uint_eq(h.bodylen, sizeof body1 - 1 + sizeof body2 - 1);
+    ck_assert(!memcmp(h.body, body1, sizeof body1 - 1));
+    ck_assert(!memcmp(h.body + sizeof body1 - 1, body2, sizeof body2 - 1));
+    smtpd_session_del(h.s);
+  }
+  smtpd_config_del(c);
+}
+END_TEST
+
+/* A 0.2 program's callbacks (version 2) end before on_xclient: the
+ * library must not read past them (ASan sees an over-read of this exact
+ * allocation), and XCLIENT is then refused as without a callback. */
+START_TEST(test_version2_callbacks_exact_size) {
+  smtpd_config *c = config();
+  size_t n = smtpd_callbacks_size(2);
+  smtpd_callbacks full;
+  void *cb2;
+  host h;
+  char out[1024];
+  ck_assert_uint_eq(n, offsetof(smtpd_callbacks, on_xclient));
+  ck_assert_uint_eq(smtpd_callbacks_size(1),
+                    offsetof(smtpd_callbacks, on_command));
+  ck_assert_uint_eq(smtpd_callbacks_size(3), sizeof(smtpd_callbacks));
+  ck_assert_uint_eq(smtpd_callbacks_size(4), 0);
+  memset(&full, 0, sizeof full);
+  full.version = 2;
+  full.on_rcpt = on_rcpt;
+  cb2 = malloc(n);
+  ck_assert_ptr_nonnull(cb2);
+  memcpy(cb2, &full, n);
+  ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_XCLIENT, 1), SMTPD_OK);
+  memset(&h, 0, sizeof h);
+  start(&h, c, (const smtpd_callbacks *)cb2, out, sizeof out);
+  free(cb2); /* copied: the session no longer needs it */
+  out[0] = '\0';
+  talk(&h, "XCLIENT ADDR=192.0.2.1\r\n", 0, out, sizeof out);
+  ck_assert_str_eq(out, "550 5.7.0 Error: insufficient authorization\r\n");
+  smtpd_session_del(h.s);
+  smtpd_config_del(c);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("api");
   TCase *tc = tcase_create("extensions");
@@ -695,6 +1003,11 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_end_of_session_rule);
   tcase_add_test(tc, test_getters);
   tcase_add_test(tc, test_version1_callbacks);
+  tcase_add_test(tc, test_xclient);
+  tcase_add_test(tc, test_proxy_parse);
+  tcase_add_test(tc, test_proxy_session);
+  tcase_add_test(tc, test_bdat_binary_every_split);
+  tcase_add_test(tc, test_version2_callbacks_exact_size);
   suite_add_tcase(s, tc);
   return s;
 }

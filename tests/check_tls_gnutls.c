@@ -21,6 +21,15 @@
  *                resume); the end-of-session rule under TLS
  *                (smtpd_session_is_done + no ciphertext left), a paused
  *                session is never done
+ *   tc_wrapped   smtpd_tls_session, the TLS-wrapped session, driven by a
+ *                host loop that only feeds, writes and checks is_done:
+ *                STARTTLS with injected bytes discarded (also deferred,
+ *                with the bytes the host kept), implicit TLS, a paused
+ *                session inside TLS, done only after close_notify, a bad
+ *                record, a client alert, a tampered record, end of file,
+ *                the client's close_notify answered, backpressure, prepare failing (454), plaintext only,
+ *                timers, arguments, every allocation failing in turn;
+ *                each scenario fed all at once, 1 and 7 octets per call
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -1208,8 +1217,8 @@ START_TEST(plaintext_fed_as_ciphertext)
 {
   static const char *inj[] = {
       "RSET\r\n", "EHLO x\r\n",
-      "MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.org>\r\n"
-      "DATA\r\nSubject: injected\r\n\r\nhi\r\n.\r\n",
+      ("MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.org>\r\n"
+       "DATA\r\nSubject: injected\r\n\r\nhi\r\n.\r\n"),
       "AUTH PLAIN AGpvZQBzZWNyZXQ=\r\n"};
   size_t i;
   for (i = 0; i < sizeof inj / sizeof inj[0]; i++) {
@@ -1603,14 +1612,24 @@ typedef struct slog {
   /* what on_starttls answers the 1st, 2nd, ... time (0: ACCEPT) */
   smtpd_verdict starttls_verdict[4];
   int rcpt_defer; /* on_rcpt answers DEFER */
+  /* the wrapped session: on_starttls prepares its TLS connection (unless
+   * no_prepare) and answers TEMPFAIL when that fails */
+  smtpd_tls_session *ts;
+  int no_prepare, prepare_failed;
 } slog;
 
 static smtpd_verdict cb_starttls(smtpd_session *s, void *ud)
 {
   slog *l = ud;
   int n = l->starttls++;
+  smtpd_verdict v = n < 4 ? l->starttls_verdict[n] : SMTPD_ACCEPT;
   (void)s;
-  return n < 4 ? l->starttls_verdict[n] : SMTPD_ACCEPT;
+  if (v == SMTPD_ACCEPT && l->ts && !l->no_prepare &&
+      smtpd_tls_session_prepare(l->ts) != 0) {
+    l->prepare_failed++;
+    return SMTPD_TEMPFAIL;
+  }
+  return v;
 }
 
 static smtpd_verdict cb_helo(smtpd_session *s, const smtpd_helo *h, void *ud)
@@ -2390,6 +2409,1141 @@ START_TEST(tls_paused_not_done)
 }
 END_TEST
 
+/* ---- tc_wrapped: the TLS-wrapped session ------------------------------------------ */
+
+/* A host that knows only smtpd_tls_session_* (plus the session's own
+ * resume), and a real GnuTLS client, joined by two byte streams as a
+ * socket would join them. The client speaks plaintext until it starts
+ * TLS; the host never knows which it is handed. step: the host feeds,
+ * and writes, at most step octets per call (0: all it can); max_write
+ * bounds what the socket takes per round (0: no bound). Everything the
+ * client reads (decrypted under TLS) is appended to seen, so that runs
+ * with different steps can be compared. */
+typedef struct wire {
+  smtpd_config *cfg;
+  smtpd_session *s;
+  smtpd_tls_ctx *ctx;
+  smtpd_tls_session *ts;
+  slog log;
+  client c;
+  int tls;          /* the client speaks TLS (c is initialised) */
+  buf c2s, s2c;     /* the socket, each way */
+  size_t step, max_write;
+  buf seen;
+  smtpd_tls_mode mode;
+  int fatal;        /* a fatal error feed returned (allocation tests) */
+} wire;
+
+/* wire_init2 - config (STARTTLS on unless no_starttls), a context with
+ * the server certificate through mem (none when !with_ctx), a session
+ * and its wrapper in mode, started. */
+static void wire_init2(wire *w, smtpd_tls_mode mode, size_t step,
+                       const smtpd_mem *mem, int with_ctx, int starttls)
+{
+  smtpd_callbacks cb;
+  memset(w, 0, sizeof *w);
+  memset(&cb, 0, sizeof cb);
+  cb.version = SMTPD_CALLBACKS_VERSION;
+  cb.on_starttls = cb_starttls;
+  cb.on_helo = cb_helo;
+  cb.on_mail = cb_mail;
+  cb.on_rcpt = cb_rcpt;
+  cb.on_data = cb_data;
+  cb.on_data_complete = cb_complete;
+  cb.on_notice = cb_notice;
+  ck_assert_int_eq(smtpd_config_new(&w->cfg, NULL), 0);
+  ck_assert_int_eq(smtpd_config_set_hostname(w->cfg, SERVER_NAME), 0);
+  ck_assert_int_eq(
+      smtpd_config_set_option(w->cfg, SMTPD_OPT_STARTTLS, starttls), 0);
+  if (with_ctx) {
+    ck_assert_int_eq(smtpd_tls_ctx_new(&w->ctx, mem), 0);
+    ck_assert_int_eq(smtpd_tls_ctx_set_cert_mem(
+                         w->ctx, g_srv.pem.cert.data, g_srv.pem.cert.size,
+                         g_srv.pem.key.data, g_srv.pem.key.size),
+                     0);
+  }
+  ck_assert_int_eq(smtpd_session_new(&w->s, w->cfg, &cb, &w->log), 0);
+  ck_assert_int_eq(smtpd_session_set_client(w->s, "192.0.2.9", NULL), 0);
+  ck_assert_int_eq(smtpd_tls_session_new(&w->ts, w->s, w->ctx, mode), 0);
+  ck_assert_ptr_eq(smtpd_tls_session_session(w->ts), w->s);
+  w->log.ts = w->ts;
+  ck_assert_int_eq(smtpd_session_start(w->s), 0);
+  w->step = step;
+  w->mode = mode;
+}
+
+static void wire_init(wire *w, smtpd_tls_mode mode, size_t step)
+{
+  wire_init2(w, mode, step, NULL, 1, 1);
+}
+
+static void wire_free(wire *w)
+{
+  if (w->tls)
+    client_free(&w->c);
+  smtpd_tls_session_del(w->ts);
+  smtpd_session_del(w->s);
+  smtpd_tls_ctx_del(w->ctx);
+  smtpd_config_del(w->cfg);
+  buf_free(&w->c2s);
+  buf_free(&w->s2c);
+  buf_free(&w->seen);
+}
+
+/* host_round - what a host's event loop does when the socket is ready:
+ * feed what it read (keeping what was not taken) while the wrapper wants
+ * input, write what the wrapper has, until nothing moves. Then the loop's
+ * two promises hold: nothing more to write (want_write is 0), and input
+ * is left over only while the wrapper does not want it. */
+static void host_round(wire *w)
+{
+  size_t written = 0;
+  int moved;
+  do {
+    moved = 0;
+    while (buf_pending(&w->c2s) > 0 && smtpd_tls_session_want_read(w->ts)) {
+      size_t n = buf_pending(&w->c2s);
+      ptrdiff_t f;
+      if (w->step && n > w->step)
+        n = w->step;
+      f = smtpd_tls_session_feed(w->ts, w->c2s.d + w->c2s.off, n);
+      if (f < 0) { /* fatal: the host reads no more, writes what is left */
+        ck_assert(smtpd_is_fatal((int)f));
+        w->fatal = (int)f;
+        w->c2s.off = w->c2s.len;
+        break;
+      }
+      ck_assert_uint_le((size_t)f, n);
+      if (f == 0)
+        break;
+      w->c2s.off += (size_t)f;
+      moved = 1;
+    }
+    while (!w->max_write || written < w->max_write) {
+      const uint8_t *p;
+      size_t n = smtpd_tls_session_output(w->ts, &p);
+      if (n == 0)
+        break;
+      ck_assert_ptr_nonnull(p);
+      if (w->step && n > w->step)
+        n = w->step;
+      if (w->max_write && n > w->max_write - written)
+        n = w->max_write - written;
+      buf_add(&w->s2c, p, n);
+      ck_assert_int_eq(smtpd_tls_session_consume(w->ts, n), 0);
+      written += n;
+      moved = 1;
+    }
+  } while (moved && (!w->max_write || written < w->max_write));
+  if (!w->max_write || written < w->max_write) { /* not cut short */
+    ck_assert(!smtpd_tls_session_want_write(w->ts));
+    if (buf_pending(&w->c2s) > 0)
+      ck_assert(!smtpd_tls_session_want_read(w->ts));
+  }
+}
+
+/* cli_flush - the client's ciphertext onto the socket. */
+static void cli_flush(wire *w)
+{
+  if (w->tls && buf_pending(&w->c.out) > 0) {
+    buf_add(&w->c2s, w->c.out.d + w->c.out.off, buf_pending(&w->c.out));
+    w->c.out.off = w->c.out.len;
+  }
+}
+
+static void cli_send(wire *w, const char *text)
+{
+  if (w->tls) {
+    client_sends(&w->c, text);
+    cli_flush(w);
+  } else {
+    buf_add(&w->c2s, text, strlen(text));
+  }
+}
+
+/* cli_take - what the socket brought the client so far, into its TLS
+ * input. */
+static void cli_take(wire *w)
+{
+  buf_add(&w->c.in, w->s2c.d + w->s2c.off, buf_pending(&w->s2c));
+  w->s2c.off = w->s2c.len;
+}
+
+/* cli_recv - what the client can read now, as text in out (and appended
+ * to seen). Under TLS returns the last client_recv code (GNUTLS_E_AGAIN;
+ * 0 once close_notify came); 1 in plaintext. */
+static ssize_t cli_recv(wire *w, char *out, size_t cap)
+{
+  buf got = {0};
+  ssize_t rc = 1;
+  if (w->tls) {
+    cli_take(w);
+    rc = client_recv(&w->c, &got);
+  } else {
+    buf_add(&got, w->s2c.d + w->s2c.off, buf_pending(&w->s2c));
+    w->s2c.off = w->s2c.len;
+  }
+  ck_assert_uint_lt(got.len, cap);
+  if (got.len)
+    memcpy(out, got.d, got.len);
+  out[got.len] = '\0';
+  buf_add(&w->seen, got.d, got.len);
+  buf_free(&got);
+  return rc;
+}
+
+/* wsay - the client sends text (NULL: nothing), the host runs, the
+ * client reads the answer into out. */
+static ssize_t wsay(wire *w, const char *text, char *out, size_t cap)
+{
+  if (text)
+    cli_send(w, text);
+  host_round(w);
+  return cli_recv(w, out, cap);
+}
+
+/* cli_tls_start - the client starts TLS (after the 220, or at once for
+ * implicit TLS); the host only runs its loop. */
+static void cli_tls_start(wire *w, const char *prio)
+{
+  int rounds, rc;
+  client_init(&w->c, prio, &g_srv.pem.cert, NULL);
+  w->tls = 1;
+  for (rounds = 0; rounds < 200; rounds++) {
+    if (!w->c.done) {
+      rc = gnutls_handshake(w->c.s);
+      if (rc == 0)
+        w->c.done = 1;
+      else
+        ck_assert_int_eq(rc, GNUTLS_E_AGAIN);
+    }
+    cli_flush(w);
+    host_round(w);
+    cli_take(w);
+    if (w->c.done && smtpd_tls_session_is_tls(w->ts) &&
+        buf_pending(&w->c2s) == 0)
+      break;
+  }
+  ck_assert(w->c.done);
+  ck_assert(smtpd_tls_session_is_tls(w->ts));
+  ck_assert_ptr_nonnull(smtpd_session_tls(w->s));
+  ck_assert_str_eq(smtpd_session_tls(w->s)->protocol,
+                   strcmp(prio, PRIO_12) == 0 ? "TLSv1.2" : "TLSv1.3");
+}
+
+/* wire_tls_up - TLS as the wrapper's mode has it: greeting, EHLO and
+ * STARTTLS in plaintext then the handshake, or the handshake then the
+ * greeting. The client then needs to EHLO. */
+static void wire_tls_up(wire *w, const char *prio)
+{
+  char out[4096];
+  if (w->mode == SMTPD_TLS_STARTTLS) {
+    wsay(w, NULL, out, sizeof out);
+    wsay(w, "EHLO client.example.org\r\n", out, sizeof out);
+    wsay(w, "STARTTLS\r\n", out, sizeof out);
+    ck_assert_str_eq(out, REPLY_220);
+    cli_tls_start(w, prio);
+  } else {
+    cli_tls_start(w, prio);
+    wsay(w, NULL, out, sizeof out);
+  }
+  ck_assert_int_eq(strncmp(out, "220 ", 4), 0);
+}
+
+/* assert_over - the connection is over by the one rule, and stays so */
+static void assert_over(wire *w)
+{
+  const uint8_t *p;
+  ck_assert(smtpd_tls_session_is_done(w->ts));
+  ck_assert(!smtpd_tls_session_want_read(w->ts));
+  ck_assert(!smtpd_tls_session_want_write(w->ts));
+  ck_assert_uint_eq(smtpd_tls_session_output(w->ts, &p), 0);
+  ck_assert(smtpd_tls_session_is_done(w->ts));
+}
+
+/* wire_mail_and_quit - inside TLS, after EHLO: a message, then QUIT:
+ * 221, close_notify, done. */
+static void wire_mail_and_quit(wire *w)
+{
+  char out[4096];
+  int complete = w->log.complete;
+  ck_assert_int_eq(wsay(w,
+                        "MAIL FROM:<a@example.org>\r\n"
+                        "RCPT TO:<b@example.org>\r\nDATA\r\n",
+                        out, sizeof out),
+                   GNUTLS_E_AGAIN);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+                        "354 End data with <CR><LF>.<CR><LF>\r\n");
+  wsay(w, "Subject: w\r\n\r\nwrapped\r\n.\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250 2.0.0 Ok", 12), 0);
+  ck_assert_int_eq(w->log.complete, complete + 1);
+  ck_assert_ptr_nonnull(strstr(w->log.received, "with ESMTPS"));
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  /* QUIT: the 221, then close_notify; done */
+  ck_assert_int_eq(wsay(w, "QUIT\r\n", out, sizeof out), 0);
+  ck_assert_str_eq(out, "221 2.0.0 Bye\r\n");
+  ck_assert(smtpd_session_is_done(w->s));
+  assert_over(w);
+  ck_assert_str_eq(smtpd_tls_session_error(w->ts), "");
+}
+
+typedef void (*wscenario)(wire *w, const char *prio);
+
+/* across_steps - run scenario f with the host feeding and writing all at
+ * once, one octet per call and seven per call: each run passes the
+ * scenario's own checks and the client sees the same text each time. */
+static void across_steps(wscenario f, smtpd_tls_mode mode, const char *prio)
+{
+  static const size_t steps[] = {0, 1, 7};
+  char *first = NULL;
+  size_t i;
+  for (i = 0; i < sizeof steps / sizeof *steps; i++) {
+    wire w;
+    char *seen;
+    wire_init(&w, mode, steps[i]);
+    f(&w, prio);
+    seen = strndup(w.seen.len ? (const char *)w.seen.d : "", w.seen.len);
+    ck_assert_ptr_nonnull(seen);
+    if (!first)
+      first = seen;
+    else {
+      ck_assert_str_eq(seen, first);
+      free(seen);
+    }
+    wire_free(&w);
+  }
+  free(first);
+}
+
+/* STARTTLS with commands pipelined behind it: the session discards them,
+ * the wrapper switches once the 220 is written, the client handshakes,
+ * the session is fresh, a message goes through, QUIT ends it. */
+static void sc_starttls_injection(wire *w, const char *prio)
+{
+  static const char inject[] = "RSET\r\nMAIL FROM:<evil@example.org>\r\n"
+                               "RCPT TO:<victim@example.org>\r\n";
+  char out[4096];
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  wsay(w, NULL, out, sizeof out);
+  ck_assert_str_eq(out, "220 " SERVER_NAME " ESMTP\r\n");
+  wsay(w, "EHLO client.example.org\r\n", out, sizeof out);
+  ck_assert(offers_starttls(out));
+  cli_send(w, "STARTTLS\r\n");
+  cli_send(w, inject);
+  wsay(w, NULL, out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert_int_eq(w->log.prepare_failed, 0);
+  ck_assert_uint_eq(w->log.discarded, strlen(inject));
+  ck_assert_int_eq(w->log.mail + w->log.rcpt, 0);
+  /* switched, waiting for the ClientHello */
+  ck_assert(smtpd_session_is_tls_wait(w->s));
+  ck_assert(!smtpd_tls_session_is_tls(w->ts));
+  ck_assert(smtpd_tls_session_want_read(w->ts));
+  ck_assert(!smtpd_tls_session_want_write(w->ts));
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  cli_tls_start(w, prio);
+  ck_assert(!smtpd_session_is_tls_wait(w->s));
+  /* nothing is said until the client speaks; EHLO is needed again */
+  wsay(w, NULL, out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert_ptr_null(smtpd_session_helo(w->s));
+  wsay(w, "EHLO inside.example.org\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250-" SERVER_NAME, 4 + strlen(SERVER_NAME)),
+                   0);
+  ck_assert(!offers_starttls(out));
+  ck_assert_str_eq(w->log.helo_name, "inside.example.org");
+  wsay(w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "554 5.5.1 Error: TLS already active\r\n");
+  wire_mail_and_quit(w);
+  ck_assert_str_eq(w->log.sender, "a@example.org");
+}
+
+START_TEST(wrapped_starttls_injection)
+{
+  across_steps(sc_starttls_injection, SMTPD_TLS_STARTTLS, PRIO_13);
+  across_steps(sc_starttls_injection, SMTPD_TLS_STARTTLS, PRIO_12);
+}
+END_TEST
+
+/* STARTTLS deferred, with RSET pipelined behind it: feed takes only the
+ * STARTTLS line, the host keeps RSET. The host prepares TLS and resumes;
+ * its loop feeds what it kept (discarded: TLS-wait) and writes the 220,
+ * and only then does the wire carry TLS. */
+static void sc_deferred_starttls(wire *w, const char *prio)
+{
+  char out[4096];
+  w->log.starttls_verdict[0] = SMTPD_DEFER;
+  wsay(w, NULL, out, sizeof out);
+  wsay(w, "EHLO client.example.org\r\n", out, sizeof out);
+  wsay(w, "STARTTLS\r\nRSET\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert(smtpd_session_is_paused(w->s));
+  ck_assert_uint_eq(buf_pending(&w->c2s), 6); /* the host kept RSET */
+  ck_assert(!smtpd_tls_session_want_read(w->ts));
+  ck_assert(!smtpd_tls_session_want_write(w->ts));
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert_uint_eq(smtpd_tls_session_timeout(w->ts, NULL), 0);
+  /* the host decides: TLS can be done */
+  ck_assert_int_eq(smtpd_tls_session_prepare(w->ts), 0);
+  ck_assert_int_eq(smtpd_session_resume(w->s, SMTPD_ACCEPT), 0);
+  wsay(w, NULL, out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert_uint_eq(w->log.discarded, 6);
+  ck_assert_uint_eq(buf_pending(&w->c2s), 0);
+  cli_tls_start(w, prio);
+  wsay(w, "EHLO inside.example.org\r\n", out, sizeof out);
+  ck_assert(!offers_starttls(out));
+  wire_mail_and_quit(w);
+}
+
+START_TEST(wrapped_deferred_starttls)
+{
+  across_steps(sc_deferred_starttls, SMTPD_TLS_STARTTLS, PRIO_13);
+}
+END_TEST
+
+/* Implicit TLS: nothing before the handshake, the greeting encrypted. */
+static void sc_implicit(wire *w, const char *prio)
+{
+  char out[4096];
+  host_round(w);
+  ck_assert_uint_eq(buf_pending(&w->s2c), 0);
+  ck_assert(smtpd_tls_session_want_read(w->ts));
+  ck_assert(!smtpd_tls_session_want_write(w->ts));
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert(!smtpd_tls_session_is_tls(w->ts));
+  cli_tls_start(w, prio);
+  ck_assert_int_eq(wsay(w, NULL, out, sizeof out), GNUTLS_E_AGAIN);
+  ck_assert_str_eq(out, "220 " SERVER_NAME " ESMTP\r\n");
+  wsay(w, "EHLO c.example.org\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250-", 4), 0);
+  ck_assert(!offers_starttls(out));
+  wire_mail_and_quit(w);
+  ck_assert_int_eq(w->log.starttls, 0);
+}
+
+START_TEST(wrapped_implicit)
+{
+  across_steps(sc_implicit, SMTPD_TLS_IMPLICIT, PRIO_13);
+  across_steps(sc_implicit, SMTPD_TLS_IMPLICIT, PRIO_12);
+}
+END_TEST
+
+/* A paused session inside TLS: RCPT deferred with QUIT in the same
+ * record, and the client closes its side. The wrapper neither reads nor
+ * writes, sends no close_notify, is not done; resumed, the decrypted
+ * QUIT it kept is answered, close_notify follows, and it is done. */
+static void sc_paused(wire *w, const char *prio)
+{
+  char out[4096];
+  smtpd_timeout kind;
+  wire_tls_up(w, prio);
+  wsay(w, "EHLO c.example.org\r\n", out, sizeof out);
+  wsay(w, "MAIL FROM:<a@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  w->log.rcpt_defer = 1;
+  ck_assert_int_eq(wsay(w, "RCPT TO:<r@example.org>\r\nQUIT\r\n", out,
+                        sizeof out),
+                   GNUTLS_E_AGAIN);
+  ck_assert_str_eq(out, "");
+  ck_assert(smtpd_session_is_paused(w->s));
+  /* the client has said all it will */
+  ck_assert_int_eq(smtpd_tls_session_eof(w->ts), 0);
+  host_round(w);
+  ck_assert_uint_eq(buf_pending(&w->s2c), 0); /* no close_notify */
+  ck_assert(!smtpd_tls_session_want_read(w->ts));
+  ck_assert(!smtpd_tls_session_want_write(w->ts));
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert(!smtpd_session_is_closing(w->s));
+  ck_assert_uint_eq(smtpd_tls_session_timeout(w->ts, &kind), 0);
+  ck_assert_int_eq(kind, SMTPD_TIMEOUT_NONE);
+  /* a timer firing now changes nothing: the host is the slow side */
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(w->ts), 0);
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert_int_eq(w->log.rcpt, 1);
+
+  ck_assert_int_eq(smtpd_session_resume(w->s, SMTPD_ACCEPT), 0);
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert(smtpd_tls_session_want_write(w->ts));
+  ck_assert_int_eq(wsay(w, NULL, out, sizeof out), 0); /* close_notify */
+  ck_assert_str_eq(out, "250 2.1.5 Ok\r\n221 2.0.0 Bye\r\n");
+  assert_over(w);
+}
+
+START_TEST(wrapped_paused)
+{
+  across_steps(sc_paused, SMTPD_TLS_IMPLICIT, PRIO_12);
+  across_steps(sc_paused, SMTPD_TLS_STARTTLS, PRIO_13);
+}
+END_TEST
+
+/* done only after close_notify is out: the host writes the last
+ * ciphertext octet by octet, calling output() between writes. */
+static void done_after_close_notify(const char *prio)
+{
+  wire w;
+  char out[4096];
+  const uint8_t *p;
+  size_t n, i;
+  buf got = {0};
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  cli_tls_start(&w, prio);
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  cli_send(&w, "QUIT\r\n");
+  ck_assert_int_eq(smtpd_tls_session_feed(w.ts, w.c2s.d + w.c2s.off,
+                                          buf_pending(&w.c2s)),
+                   (ptrdiff_t)buf_pending(&w.c2s));
+  w.c2s.off = w.c2s.len;
+  /* the session is done (its 221 was taken and encrypted), the
+   * connection is not: the 221 and close_notify are still to write */
+  ck_assert(smtpd_session_is_done(w.s));
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert(smtpd_tls_session_want_write(w.ts));
+  ck_assert(!smtpd_tls_session_want_read(w.ts));
+  n = smtpd_tls_session_output(w.ts, &p);
+  ck_assert_uint_gt(n, 15);
+  for (i = 0; i < n; i++) {
+    ck_assert(!smtpd_tls_session_is_done(w.ts));
+    ck_assert_uint_eq(smtpd_tls_session_output(w.ts, &p), n - i);
+    buf_add(&w.s2c, p, 1);
+    ck_assert_int_eq(smtpd_tls_session_consume(w.ts, 1), 0);
+    if (i + 2 == n) {
+      /* all but the last octet: the client has the 221, not the end */
+      cli_take(&w);
+      ck_assert_int_eq(client_recv(&w.c, &got), GNUTLS_E_AGAIN);
+      ck_assert_uint_eq(got.len, 15);
+    }
+  }
+  ck_assert(smtpd_tls_session_is_done(w.ts));
+  cli_take(&w);
+  ck_assert_int_eq(client_recv(&w.c, &got), 0);
+  ck_assert_uint_eq(got.len, 15);
+  ck_assert_int_eq(memcmp(got.d, "221 2.0.0 Bye\r\n", 15), 0);
+  assert_over(&w);
+  buf_free(&got);
+  wire_free(&w);
+}
+
+START_TEST(wrapped_done_after_close_notify)
+{
+  done_after_close_notify(PRIO_13);
+  done_after_close_notify(PRIO_12);
+}
+END_TEST
+
+/* The handshake fails on a record that is not TLS (a client that goes on
+ * in plaintext after the 220): the wrapper takes the bytes, writes an
+ * alert, and is done once the alert is out. The session never sees
+ * them. */
+static void sc_bad_record(wire *w, const char *prio)
+{
+  char out[4096];
+  ptrdiff_t f;
+  (void)prio;
+  wsay(w, NULL, out, sizeof out);
+  wsay(w, "EHLO client.example.org\r\n", out, sizeof out);
+  wsay(w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  cli_send(w, "EHLO again.example.org\r\nMAIL FROM:<x@example.org>\r\n");
+  host_round(w);
+  /* the bytes of the failing feed were taken; later ones are not read */
+  ck_assert(!smtpd_tls_session_want_read(w->ts));
+  /* an alert record went out */
+  ck_assert_uint_ge(buf_pending(&w->s2c), 7);
+  ck_assert_uint_eq(w->s2c.d[w->s2c.off], 21);
+  w->s2c.off = w->s2c.len;
+  ck_assert_int_eq(strncmp(smtpd_tls_session_error(w->ts),
+                           "TLS handshake failed: ", 22),
+                   0);
+  ck_assert_int_eq(w->log.helo, 1);
+  ck_assert_int_eq(w->log.mail, 0);
+  ck_assert_ptr_null(smtpd_session_tls(w->s));
+  ck_assert(!smtpd_session_is_done(w->s)); /* the session never ended */
+  assert_over(w);
+  /* what comes later is taken and dropped */
+  f = smtpd_tls_session_feed(w->ts, "QUIT\r\n", 6);
+  ck_assert_int_eq(f, 6);
+  ck_assert_int_eq(w->log.helo, 1);
+  assert_over(w);
+}
+
+START_TEST(wrapped_bad_record)
+{
+  across_steps(sc_bad_record, SMTPD_TLS_STARTTLS, PRIO_13);
+}
+END_TEST
+
+/* The client sends a fatal alert during the handshake. TLS 1.2: it read
+ * the server's flight and gives up: TLS failed, no alert goes back, the
+ * wrapper is done at once. TLS 1.3: the alert comes in the clear where
+ * the server expects encrypted records: the server's own alert goes
+ * back, then it is done. */
+static void sc_client_alert(wire *w, const char *prio)
+{
+  int tls13 = strcmp(prio, PRIO_13) == 0;
+  client_init(&w->c, prio, &g_srv.pem.cert, NULL);
+  w->tls = 1;
+  ck_assert_int_eq(gnutls_handshake(w->c.s), GNUTLS_E_AGAIN);
+  cli_flush(w);
+  host_round(w);
+  ck_assert_uint_gt(buf_pending(&w->s2c), 0); /* the server's flight */
+  cli_take(w);
+  ck_assert(!smtpd_tls_session_is_done(w->ts));
+  ck_assert_int_eq(gnutls_alert_send(w->c.s, GNUTLS_AL_FATAL,
+                                     GNUTLS_A_USER_CANCELED),
+                   0);
+  cli_flush(w);
+  /* before the host writes anything: done unless an alert waits */
+  while (buf_pending(&w->c2s) > 0 && smtpd_tls_session_want_read(w->ts)) {
+    ptrdiff_t f = smtpd_tls_session_feed(w->ts, w->c2s.d + w->c2s.off,
+                                         w->step ? 1 : buf_pending(&w->c2s));
+    ck_assert_int_gt(f, 0);
+    w->c2s.off += (size_t)f;
+  }
+  ck_assert_int_eq(smtpd_tls_session_is_done(w->ts), !tls13);
+  host_round(w);
+  if (tls13) {
+    ck_assert_uint_gt(buf_pending(&w->s2c), 0);
+    w->s2c.off = w->s2c.len;
+    ck_assert_int_eq(strncmp(smtpd_tls_session_error(w->ts),
+                             "TLS handshake failed: ", 22),
+                     0);
+  } else {
+    ck_assert_uint_eq(buf_pending(&w->s2c), 0);
+    ck_assert_str_eq(smtpd_tls_session_error(w->ts),
+                     "TLS handshake failed: received fatal alert: "
+                     "user_canceled (User canceled)");
+  }
+  ck_assert(!smtpd_tls_session_is_tls(w->ts));
+  assert_over(w);
+}
+
+START_TEST(wrapped_client_alert)
+{
+  across_steps(sc_client_alert, SMTPD_TLS_IMPLICIT, PRIO_12);
+  across_steps(sc_client_alert, SMTPD_TLS_IMPLICIT, PRIO_13);
+}
+END_TEST
+
+/* A tampered record after the handshake: bad_record_mac goes to the
+ * client, the command never reaches the session, done after the alert. */
+static void sc_tampered(wire *w, const char *prio)
+{
+  buf got = {0};
+  int helos;
+  wire_tls_up(w, prio);
+  helos = w->log.helo;
+  client_sends(&w->c, "EHLO c.example.org\r\n");
+  w->c.out.d[w->c.out.len - 3] ^= 0x40;
+  cli_flush(w);
+  host_round(w);
+  ck_assert_int_eq(w->log.helo, helos);
+  ck_assert_str_ne(smtpd_tls_session_error(w->ts), "");
+  assert_over(w);
+  cli_take(w);
+  ck_assert_int_eq(client_recv(&w->c, &got), GNUTLS_E_FATAL_ALERT_RECEIVED);
+  ck_assert_int_eq(gnutls_alert_get(w->c.s), GNUTLS_A_BAD_RECORD_MAC);
+  ck_assert_uint_eq(got.len, 0);
+  buf_free(&got);
+}
+
+START_TEST(wrapped_tampered)
+{
+  across_steps(sc_tampered, SMTPD_TLS_IMPLICIT, PRIO_13);
+  across_steps(sc_tampered, SMTPD_TLS_STARTTLS, PRIO_12);
+}
+END_TEST
+
+/* The client goes away: in the middle of the handshake (done at once,
+ * reason "closed"), and inside TLS after a command without close_notify
+ * (the command is still answered, then the truncation ends it). */
+START_TEST(wrapped_eof)
+{
+  wire w;
+  char out[4096];
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  client_init(&w.c, PRIO_13, &g_srv.pem.cert, NULL);
+  w.tls = 1;
+  ck_assert_int_eq(gnutls_handshake(w.c.s), GNUTLS_E_AGAIN);
+  cli_flush(&w);
+  host_round(&w);
+  ck_assert_int_eq(smtpd_tls_session_eof(w.ts), 0);
+  ck_assert_int_eq(smtpd_tls_session_feed(w.ts, "x", 1),
+                   SMTPD_ERR_INVALID_STATE);
+  ck_assert_ptr_nonnull(strstr(smtpd_tls_session_error(w.ts), "closed"));
+  host_round(&w);
+  assert_over(&w);
+  wire_free(&w);
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  cli_tls_start(&w, PRIO_13);
+  wsay(&w, NULL, out, sizeof out);
+  cli_send(&w, "NOOP\r\n"); /* the whole record, then end of file */
+  {
+    ptrdiff_t f = smtpd_tls_session_feed(w.ts, w.c2s.d + w.c2s.off,
+                                         buf_pending(&w.c2s));
+    ck_assert_int_eq(f, (ptrdiff_t)buf_pending(&w.c2s));
+    w.c2s.off = w.c2s.len;
+  }
+  ck_assert_int_eq(smtpd_tls_session_eof(w.ts), 0);
+  ck_assert_int_eq(wsay(&w, NULL, out, sizeof out), GNUTLS_E_AGAIN);
+  ck_assert_str_eq(out, "250 2.0.0 Ok\r\n");
+  ck_assert_ptr_nonnull(strstr(smtpd_tls_session_error(w.ts),
+                               "without close_notify"));
+  assert_over(&w);
+  wire_free(&w);
+}
+END_TEST
+
+/* The client ends TLS with close_notify right after a command, without
+ * QUIT: the command is answered, the wrapper answers with its own
+ * close_notify, and is done once that is out. */
+static void sc_peer_close(wire *w, const char *prio)
+{
+  char out[4096];
+  wire_tls_up(w, prio);
+  wsay(w, "EHLO c.example.org\r\n", out, sizeof out);
+  client_sends(&w->c, "NOOP\r\n");
+  ck_assert_int_eq(gnutls_bye(w->c.s, GNUTLS_SHUT_WR), 0);
+  cli_flush(w);
+  ck_assert_int_eq(wsay(w, NULL, out, sizeof out), 0); /* close_notify */
+  ck_assert_str_eq(out, "250 2.0.0 Ok\r\n");
+  ck_assert(!smtpd_session_is_closing(w->s));
+  ck_assert_str_eq(smtpd_tls_session_error(w->ts),
+                   "client closed the TLS session (close_notify)");
+  assert_over(w);
+  /* bytes after close_notify are taken and dropped */
+  ck_assert_int_eq(smtpd_tls_session_feed(w->ts, "junk", 4), 4);
+}
+
+START_TEST(wrapped_peer_close)
+{
+  across_steps(sc_peer_close, SMTPD_TLS_IMPLICIT, PRIO_13);
+  across_steps(sc_peer_close, SMTPD_TLS_STARTTLS, PRIO_12);
+}
+END_TEST
+
+/* Backpressure: 40,000 pipelined RSETs and a QUIT in TLS, the socket
+ * taking 4 KiB per round. The wrapper stops reading while replies wait,
+ * delivers what it decrypted as the host writes, never stalls, and ends
+ * with every reply and close_notify. */
+static void backpressure(size_t step)
+{
+  enum { NRSET = 40000 }; /* more than every buffer on the way holds */
+  wire w;
+  char out[64];
+  buf got = {0};
+  char *blob;
+  size_t i, nok = 0;
+  int rounds, held = 0;
+  const char *q;
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, step);
+  cli_tls_start(&w, PRIO_13);
+  wsay(&w, NULL, out, sizeof out);
+  blob = malloc(NRSET * 6 + 7);
+  ck_assert_ptr_nonnull(blob);
+  for (i = 0; i < NRSET; i++)
+    memcpy(blob + 6 * i, "RSET\r\n", 6);
+  memcpy(blob + 6 * NRSET, "QUIT\r\n", 7);
+  client_send(&w.c, blob, 6 * NRSET + 6);
+  free(blob);
+  cli_flush(&w);
+  w.max_write = 4096;
+  for (rounds = 0; rounds < 100000 && !smtpd_tls_session_is_done(w.ts);
+       rounds++) {
+    host_round(&w);
+    if (buf_pending(&w.c2s) > 0 && !smtpd_tls_session_want_read(w.ts))
+      held = 1;
+    cli_take(&w);
+    (void)client_recv(&w.c, &got);
+  }
+  ck_assert(smtpd_tls_session_is_done(w.ts));
+  ck_assert(held);
+  ck_assert_int_eq(client_recv(&w.c, &got), 0); /* close_notify, last */
+  for (q = (const char *)got.d;
+       (size_t)(q - (const char *)got.d) + 14 <= got.len &&
+       memcmp(q, "250 2.0.0 Ok\r\n", 14) == 0;
+       q += 14)
+    nok++;
+  ck_assert_uint_eq(nok, NRSET);
+  ck_assert_uint_eq(got.len, 14 * NRSET + 15);
+  ck_assert_int_eq(memcmp(q, "221 2.0.0 Bye\r\n", 15), 0);
+  buf_free(&got);
+  wire_free(&w);
+}
+
+START_TEST(wrapped_backpressure)
+{
+  backpressure(0);
+  backpressure(100); /* small feeds and writes (7 would take long here) */
+}
+END_TEST
+
+/* STARTTLS whose TLS object cannot be made (the allocation fails): the
+ * host's on_starttls answers TEMPFAIL, the client gets the exact 454,
+ * plaintext goes on; the next STARTTLS works. Nothing leaks. */
+START_TEST(wrapped_prepare_fails)
+{
+  counting k = {0, 0, -1};
+  smtpd_mem mem = {&k, cm_malloc, cm_free, cm_calloc, cm_realloc};
+  wire w;
+  char out[4096];
+
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 0, &mem, 1, 1);
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO client.example.org\r\n", out, sizeof out);
+  k.calls = 0;
+  k.fail_at = 0; /* the next allocation through the context fails */
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_454);
+  ck_assert_int_eq(w.log.prepare_failed, 1);
+  ck_assert(!smtpd_session_is_tls_wait(w.s));
+  k.fail_at = -1;
+  wsay(&w, "MAIL FROM:<plain@example.org>\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "250 2.1.0 Ok\r\n");
+  wsay(&w, "RSET\r\n", out, sizeof out);
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  cli_tls_start(&w, PRIO_13);
+  wsay(&w, "EHLO inside.example.org\r\n", out, sizeof out);
+  wire_mail_and_quit(&w);
+  wire_free(&w);
+  ck_assert_int_eq(k.live, 0);
+}
+END_TEST
+
+/* Without a context: STARTTLS off, the wrapper is a plain session with
+ * the same calls (and done at end of file); with STARTTLS on by mistake,
+ * prepare fails (454), and a STARTTLS accepted without preparing ends
+ * the connection after its 220. With a context and no prepare, the
+ * object is made at the switch. */
+START_TEST(wrapped_plain_and_lazy)
+{
+  wire w;
+  char out[4096];
+  size_t n;
+
+  /* plaintext only: a message, QUIT, done after the last octet */
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 1, NULL, 0, 0);
+  wsay(&w, NULL, out, sizeof out);
+  ck_assert_str_eq(out, "220 " SERVER_NAME " ESMTP\r\n");
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  ck_assert(!offers_starttls(out));
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, "502 5.5.1 Error: command not implemented\r\n");
+  ck_assert_int_eq(smtpd_tls_session_prepare(w.ts), SMTPD_ERR_INVALID_STATE);
+  wsay(&w,
+       "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n",
+       out, sizeof out);
+  wsay(&w, "hi\r\n.\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250 2.0.0 Ok", 12), 0);
+  ck_assert_ptr_nonnull(strstr(w.log.received, "with ESMTP"));
+  ck_assert_ptr_null(strstr(w.log.received, "ESMTPS"));
+  cli_send(&w, "QUIT\r\n");
+  while (buf_pending(&w.c2s) > 0) {
+    ck_assert_int_eq(smtpd_tls_session_feed(w.ts, w.c2s.d + w.c2s.off, 1), 1);
+    w.c2s.off++;
+  }
+  n = smtpd_tls_session_output(w.ts, NULL);
+  ck_assert_uint_eq(n, 15);
+  ck_assert_int_eq(smtpd_tls_session_consume(w.ts, 14), 0);
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert_int_eq(smtpd_tls_session_consume(w.ts, 1), 0);
+  assert_over(&w);
+  ck_assert_int_eq(smtpd_tls_session_is_tls(w.ts), 0);
+  wire_free(&w);
+
+  /* plaintext, the client goes away: done once replies are out */
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 0, NULL, 0, 0);
+  wsay(&w, NULL, out, sizeof out);
+  cli_send(&w, "EHLO c.example.org\r\n");
+  ck_assert_int_eq(smtpd_tls_session_feed(w.ts, w.c2s.d, w.c2s.len),
+                   (ptrdiff_t)w.c2s.len);
+  w.c2s.off = w.c2s.len;
+  ck_assert_int_eq(smtpd_tls_session_eof(w.ts), 0);
+  ck_assert(!smtpd_tls_session_is_done(w.ts)); /* the EHLO reply first */
+  wsay(&w, NULL, out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250-", 4), 0);
+  assert_over(&w);
+  wire_free(&w);
+
+  /* STARTTLS on without a context: prepare fails, 454 */
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 0, NULL, 0, 1);
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_454);
+  /* ... and accepted without preparing: the 220 goes out, then the
+   * connection cannot go on */
+  w.log.no_prepare = 1;
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert_str_eq(smtpd_tls_session_error(w.ts),
+                   "cannot set up TLS: no TLS context");
+  assert_over(&w);
+  ck_assert_int_eq(smtpd_tls_session_feed(w.ts, "\x16\x03\x01", 3), 3);
+  wire_free(&w);
+
+  /* with a context, accepted without preparing: made at the switch */
+  wire_init(&w, SMTPD_TLS_STARTTLS, 0);
+  w.log.no_prepare = 1;
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  cli_tls_start(&w, PRIO_12);
+  wsay(&w, "EHLO inside.example.org\r\n", out, sizeof out);
+  wire_mail_and_quit(&w);
+  wire_free(&w);
+}
+END_TEST
+
+/* Timers: the wrapper reports the session's timer; when it runs out the
+ * client gets 421 4.4.2 (encrypted), and if the client does not read
+ * that either, the next expiry gives up. Closed before the handshake:
+ * done at once. */
+START_TEST(wrapped_timeouts)
+{
+  wire w;
+  char out[4096];
+  smtpd_timeout kind;
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  ck_assert_int_eq(smtpd_config_set_timeout(w.cfg, SMTPD_TIMEOUT_COMMAND,
+                                            1234),
+                   0);
+  cli_tls_start(&w, PRIO_13);
+  wsay(&w, NULL, out, sizeof out);
+  ck_assert_uint_eq(smtpd_tls_session_timeout(w.ts, &kind), 1234);
+  ck_assert_int_eq(kind, SMTPD_TIMEOUT_COMMAND);
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(w.ts), 0);
+  /* the 421 waits encrypted: the client must still read it */
+  ck_assert_uint_gt(smtpd_tls_session_output(w.ts, NULL), 0);
+  ck_assert(smtpd_session_is_done(w.s));
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert_uint_eq(smtpd_tls_session_timeout(w.ts, &kind), 1234);
+  ck_assert_int_eq(kind, SMTPD_TIMEOUT_COMMAND);
+  /* it never does: the next expiry gives up */
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(w.ts), 0);
+  ck_assert(smtpd_tls_session_is_done(w.ts));
+  ck_assert_str_eq(smtpd_tls_session_error(w.ts), "client did not read");
+  ck_assert_uint_eq(smtpd_tls_session_output(w.ts, NULL), 0);
+  wire_free(&w);
+
+  /* the same, read: 421 then close_notify */
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  cli_tls_start(&w, PRIO_13);
+  wsay(&w, NULL, out, sizeof out);
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(w.ts), 0);
+  ck_assert_int_eq(wsay(&w, NULL, out, sizeof out), 0);
+  ck_assert_int_eq(strncmp(out, "421 4.4.2 " SERVER_NAME, 10 + strlen(SERVER_NAME)), 0);
+  assert_over(&w);
+  wire_free(&w);
+
+  /* timed out before the handshake: nothing can be said */
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  ck_assert_uint_gt(smtpd_tls_session_timeout(w.ts, NULL), 0);
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(w.ts), 0);
+  host_round(&w);
+  ck_assert_uint_eq(buf_pending(&w.s2c), 0);
+  assert_over(&w);
+  wire_free(&w);
+}
+END_TEST
+
+/* Arguments and states refused; each allocation failing in turn during a
+ * STARTTLS conversation ends it cleanly (454, or a connection that is
+ * done), never hangs, never leaks. */
+START_TEST(wrapped_api_and_allocation)
+{
+  counting k = {0, 0, -1};
+  smtpd_mem mem = {&k, cm_malloc, cm_free, cm_calloc, cm_realloc};
+  smtpd_config *cfg;
+  smtpd_session *s;
+  smtpd_tls_ctx *ctx, *nocert;
+  smtpd_tls_session *ts = (smtpd_tls_session *)&k;
+  long fail_at, base;
+  int completed = 0;
+
+  ck_assert_int_eq(smtpd_config_new(&cfg, NULL), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, cfg, NULL, NULL), 0);
+  ck_assert_int_eq(smtpd_tls_ctx_new(&ctx, &mem), 0);
+  ck_assert_int_eq(smtpd_tls_ctx_new(&nocert, NULL), 0);
+  ck_assert_int_eq(smtpd_tls_ctx_set_cert_mem(ctx, g_srv.pem.cert.data,
+                                              g_srv.pem.cert.size,
+                                              g_srv.pem.key.data,
+                                              g_srv.pem.key.size),
+                   0);
+  ck_assert_int_eq(smtpd_tls_session_new(NULL, s, ctx, SMTPD_TLS_STARTTLS),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_new(&ts, NULL, ctx, SMTPD_TLS_STARTTLS),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_new(&ts, s, NULL, SMTPD_TLS_IMPLICIT),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_new(&ts, s, ctx, (smtpd_tls_mode)7),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(
+      smtpd_tls_session_new(&ts, s, nocert, SMTPD_TLS_STARTTLS),
+      SMTPD_ERR_INVALID_STATE);
+  base = k.live; /* the context */
+  /* the wrapper, the TLS connection, its buffer: each failing leaves
+   * *out and the session untouched (the greeting below is plaintext) */
+  for (fail_at = 0; fail_at < 3; fail_at++) {
+    k.calls = 0;
+    k.fail_at = fail_at;
+    ck_assert_int_eq(smtpd_tls_session_new(&ts, s, ctx, SMTPD_TLS_IMPLICIT),
+                     SMTPD_ERR_NOMEM);
+    ck_assert_ptr_eq(ts, (smtpd_tls_session *)&k);
+    ck_assert_int_eq(k.live, base);
+  }
+  ck_assert_int_eq(smtpd_tls_session_new(&ts, s, ctx, SMTPD_TLS_STARTTLS),
+                   0);
+  k.fail_at = -1;
+  ck_assert_ptr_ne(ts, (smtpd_tls_session *)&k);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  /* implicit TLS needs a session not yet started */
+  {
+    smtpd_tls_session *t2 = NULL;
+    ck_assert_int_eq(smtpd_tls_session_new(&t2, s, ctx, SMTPD_TLS_IMPLICIT),
+                     SMTPD_ERR_INVALID_STATE);
+    ck_assert_ptr_null(t2);
+  }
+  ck_assert_int_eq(smtpd_tls_session_feed(NULL, "x", 1),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_feed(ts, NULL, 1),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_consume(ts, 1000),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_consume(NULL, 0),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_uint_eq(smtpd_tls_session_output(NULL, NULL), 0);
+  ck_assert(smtpd_tls_session_is_done(NULL));
+  ck_assert(!smtpd_tls_session_want_read(NULL));
+  ck_assert(!smtpd_tls_session_want_write(NULL));
+  ck_assert_ptr_null(smtpd_tls_session_session(NULL));
+  ck_assert_str_eq(smtpd_tls_session_error(NULL), "");
+  ck_assert_int_eq(smtpd_tls_session_prepare(NULL),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_eof(NULL), SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_tls_session_timeout_expired(NULL),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_uint_eq(smtpd_tls_session_timeout(NULL, NULL), 0);
+  /* prepared twice: one object; refused after all: freed */
+  ck_assert_int_eq(smtpd_tls_session_prepare(ts), 0);
+  ck_assert_int_eq(smtpd_tls_session_prepare(ts), 0);
+  ck_assert_int_gt(k.live, base + 1);
+  ck_assert_uint_gt(smtpd_tls_session_output(ts, NULL), 0); /* greeting */
+  ck_assert_int_eq(k.live, base + 1); /* only the wrapper */
+  smtpd_tls_session_del(ts);
+  smtpd_tls_session_del(NULL);
+  ck_assert_int_eq(k.live, base);
+  smtpd_session_del(s);
+  smtpd_config_del(cfg);
+  smtpd_tls_ctx_del(nocert);
+
+  /* each allocation of the conversation failing in turn */
+  for (fail_at = 0; !completed && fail_at < 64; fail_at++) {
+    wire w;
+    char out[4096];
+    int rounds, quit = 0;
+
+    wire_init2(&w, SMTPD_TLS_STARTTLS, 0, &mem, 1, 1);
+    k.calls = 0;
+    k.fail_at = fail_at;
+    wsay(&w, NULL, out, sizeof out);
+    wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+    wsay(&w, "STARTTLS\r\n", out, sizeof out);
+    if (strcmp(out, REPLY_454) == 0) {
+      ck_assert_int_eq(w.log.prepare_failed, 1);
+      wsay(&w, "QUIT\r\n", out, sizeof out);
+      ck_assert_str_eq(out, "221 2.0.0 Bye\r\n");
+    } else {
+      ck_assert_str_eq(out, REPLY_220);
+      client_init(&w.c, PRIO_13, &g_srv.pem.cert, NULL);
+      w.tls = 1;
+      for (rounds = 0; rounds < 100 && !smtpd_tls_session_is_done(w.ts);
+           rounds++) {
+        if (!w.c.done) {
+          int rc = gnutls_handshake(w.c.s);
+          if (rc == 0)
+            w.c.done = 1;
+          else if (rc != GNUTLS_E_AGAIN)
+            break; /* the server's alert, or its silence */
+        }
+        cli_flush(&w);
+        host_round(&w);
+        cli_take(&w);
+        if (w.c.done && smtpd_tls_session_is_tls(w.ts) && !quit) {
+          buf got = {0};
+          client_sends(&w.c, "QUIT\r\n");
+          cli_flush(&w);
+          host_round(&w);
+          cli_take(&w);
+          (void)client_recv(&w.c, &got);
+          buf_free(&got);
+          quit = 1;
+        }
+      }
+      if (!smtpd_tls_session_is_done(w.ts)) {
+        /* the client gave up: its socket closes */
+        ck_assert_int_eq(smtpd_tls_session_eof(w.ts), 0);
+        host_round(&w);
+      }
+    }
+    ck_assert(smtpd_tls_session_is_done(w.ts));
+    if (k.calls <= fail_at) {
+      completed = 1; /* no allocation failed: the whole run worked */
+      ck_assert_str_eq(smtpd_tls_session_error(w.ts), "");
+    }
+    k.fail_at = -1;
+    wire_free(&w);
+    ck_assert_int_eq(k.live, base);
+  }
+  ck_assert(completed);
+  ck_assert_int_gt(fail_at, 3);
+  smtpd_tls_ctx_del(ctx);
+}
+END_TEST
+
+/* Paused with a complete command and a torn record behind it, then end
+ * of file: once resumed, the kept command is answered (its reply is
+ * encrypted before more input is decrypted) and only then does the
+ * truncation end the connection. */
+START_TEST(wrapped_paused_truncated)
+{
+  wire w;
+  char out[4096];
+
+  wire_init(&w, SMTPD_TLS_IMPLICIT, 0);
+  wire_tls_up(&w, PRIO_13);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  wsay(&w, "MAIL FROM:<a@example.org>\r\n", out, sizeof out);
+  w.log.rcpt_defer = 1;
+  client_sends(&w.c, "RCPT TO:<r@example.org>\r\nNOOP\r\n");
+  client_sends(&w.c, "RSET\r\n");
+  w.c.out.len -= 3; /* the second record is torn */
+  cli_flush(&w);
+  host_round(&w);
+  ck_assert(smtpd_session_is_paused(w.s));
+  ck_assert_int_eq(smtpd_tls_session_eof(w.ts), 0);
+  host_round(&w);
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert_str_eq(smtpd_tls_session_error(w.ts), "");
+  ck_assert_int_eq(smtpd_session_resume(w.s, SMTPD_ACCEPT), 0);
+  ck_assert_int_eq(wsay(&w, NULL, out, sizeof out), GNUTLS_E_AGAIN);
+  ck_assert_str_eq(out, "250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n");
+  ck_assert_ptr_nonnull(
+      strstr(smtpd_tls_session_error(w.ts), "without close_notify"));
+  assert_over(&w);
+  wire_free(&w);
+}
+END_TEST
+
 /* ---- main --------------------------------------------------------------------------- */
 
 static Suite *tls_gnutls_suite(void)
@@ -2462,6 +3616,26 @@ static Suite *tls_gnutls_suite(void)
   tcase_add_test(tc, tls_done_after_quit);
   tcase_add_test(tc, tls_done_waits_for_output);
   tcase_add_test(tc, tls_paused_not_done);
+  tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("wrapped");
+  tcase_add_test(tc, wrapped_starttls_injection);
+  tcase_add_test(tc, wrapped_deferred_starttls);
+  tcase_add_test(tc, wrapped_implicit);
+  tcase_add_test(tc, wrapped_paused);
+  tcase_add_test(tc, wrapped_paused_truncated);
+  tcase_add_test(tc, wrapped_done_after_close_notify);
+  tcase_add_test(tc, wrapped_bad_record);
+  tcase_add_test(tc, wrapped_client_alert);
+  tcase_add_test(tc, wrapped_tampered);
+  tcase_add_test(tc, wrapped_eof);
+  tcase_add_test(tc, wrapped_peer_close);
+  tcase_add_test(tc, wrapped_backpressure);
+  tcase_add_test(tc, wrapped_prepare_fails);
+  tcase_add_test(tc, wrapped_plain_and_lazy);
+  tcase_add_test(tc, wrapped_timeouts);
+  tcase_add_test(tc, wrapped_api_and_allocation);
   tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);
   suite_add_tcase(s, tc);
 

@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,8 +311,8 @@ START_TEST(test_verdict_words) {
       "@every data-complete-rcpt defer accept\n",
       "@every body tempfail\n",
       "@effects reset-transaction reset-helo regreet\n",
-      "@command XCLIENT ends-group before-tls before-auth needs-helo "
-      "needs-mail needs-rcpt\n",
+      ("@command XCLIENT ends-group before-tls before-auth needs-helo "
+       "needs-mail needs-rcpt\n"),
       "@command ETRN no-mail\n",
       "@param both XFLAG optional\n",
   };
@@ -461,7 +462,7 @@ START_TEST(test_malformed) {
       {"@param rcpt NOTIFY maybe\n", 1, "none, value or optional"},
       {"@param rcpt NOTIFY value extra\n", 1, "extra"},
       {"@option reply-per-rcpt maybe\n", 1, "on or off"},
-      {"@on xclient accept\n", 1, "unknown event"},
+      {"@on xclient maybe\n", 1, "verdict"},
       {"S: 220 x\n@command XCLIENT\n", 2, "before the conversation"},
       {"S: 220 x\n@param rcpt NOTIFY value\n", 2,
        "before the conversation"},
@@ -472,6 +473,14 @@ START_TEST(test_malformed) {
       {"T: later\n", 1, "T:"},
       {"E:\n", 1, "event"},
       {"S: 220 x\n@on connect reject\n", 2, "connect"},
+      {"S+\n", 1, "EHLO keyword"},
+      {"S- \n", 1, "EHLO keyword"},
+      {"S+ AUTH\\x01\n", 1, "printable"},
+      {"S* AUTH\n", 1, "unrecognised line"},
+      {"C: a\\*b\n", 1, "wildcard"},
+      {"B: \\*\n", 1, "wildcard"},
+      {"@on rcpt reject 550 5.1.1 \\*\n", 1, "wildcard"},
+      {"!resume\n", 1, "resume"},
   };
   size_t i;
   for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -574,6 +583,607 @@ START_TEST(test_failing_allocator) {
 }
 END_TEST
 
+/* ---- looser expectations: S+ / S- and \* ---------------------------- */
+
+#define EHLO_HDR                                                             \
+  "@hostname mx.example\n@option starttls on\n"                              \
+  "S: 220 mx.example ESMTP\nC: EHLO client.example\n"
+
+/* run_all_splits - the same result in every split. */
+static int run_all_splits(const char *text, smtpd_transcript_result *res) {
+  int s, rc = 0;
+  for (s = 0; s < 3; s++) {
+    int r = run_text(text, (smtpd_transcript_split)s, res);
+    if (s > 0)
+      ck_assert_msg(r == rc, "split %d: rc %d, whole gave %d (%s)", s, r, rc,
+                    res->message);
+    rc = r;
+  }
+  return rc;
+}
+
+START_TEST(test_ehlo_keywords) {
+  smtpd_transcript_result res;
+  /* present / absent, case-insensitive keyword, parameters as a set */
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S+ starttls\nS+ SIZE 10240000\n"
+                                           "S- AUTH\nS- VRFY 1\n", &res),
+                   SMTPD_OK);
+  /* after an S: line that began the reply, the rest of it */
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S: 250-mx.example\n"
+                                           "S: 250-PIPELINING\nS+ VRFY\n"
+                                           "S- PIPELINING\n", &res),
+                   SMTPD_OK);
+}
+END_TEST
+
+/* A keyword that is not there, or is there but must not be, is a
+ * mismatch at its line with a readable actual text. */
+START_TEST(test_ehlo_keywords_mismatch) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S+ STARTTLS\nS+ AUTH\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 6);
+  ck_assert_str_eq(res.expected, "S+ AUTH");
+  ck_assert_str_eq(res.actual, "keywords: PIPELINING, SIZE 10240000, VRFY, "
+                               "STARTTLS, ENHANCEDSTATUSCODES, 8BITMIME");
+  ck_assert_ptr_nonnull(strstr(res.message, "does not have"));
+
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S- STARTTLS\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  ck_assert_str_eq(res.expected, "S- STARTTLS");
+  ck_assert_str_eq(res.actual, "S: 250-STARTTLS");
+  ck_assert_ptr_nonnull(strstr(res.message, "must not"));
+
+  /* a parameter the keyword does not list */
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S+ SIZE 999\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+  /* the greeting line is not a keyword */
+  ck_assert_int_eq(run_all_splits(EHLO_HDR "S+ mx.example\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  /* a one-line reply has no keywords */
+  ck_assert_int_eq(run_all_splits("@hostname mx.example\n"
+                                  "S: 220 mx.example ESMTP\nC: NOOP\n"
+                                  "S+ PIPELINING\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 4);
+  ck_assert_str_eq(res.actual, "keywords: (none)");
+  /* no reply at all */
+  ck_assert_int_eq(run_all_splits("@hostname mx.example\n"
+                                  "S: 220 mx.example ESMTP\n"
+                                  "S+ PIPELINING\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_str_eq(res.actual, "(nothing)");
+  ck_assert_ptr_nonnull(strstr(res.message, "multi-line reply"));
+  /* one S+ run reads one reply: the next is unexpected output */
+  ck_assert_int_eq(run_all_splits("@hostname mx.example\n"
+                                  "S: 220 mx.example ESMTP\nC: RSET\n"
+                                  "C: EHLO x\nS+ PIPELINING\n", &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_uint_eq(res.line, 5);
+}
+END_TEST
+
+START_TEST(test_wildcards) {
+  smtpd_transcript_result res;
+  ck_assert_int_eq(run_all_splits(HDR "C: HELO x\nS: 250 mx.example\n"
+                                      "C: MAIL FROM:<a@b.example>\n"
+                                      "S: 250 \\* Ok\n"
+                                      "E: mail <\\*@b.\\*>\n"
+                                      "E! mail <\\*@c.example>\n"
+                                      "C: NOOP\nS: \\*\\x20\\*.0.0 O\\*\n",
+                                  &res),
+                   SMTPD_OK);
+}
+END_TEST
+
+/* Wildcards do not match spaces nor nothing; a mismatch shows the
+ * pattern as written. */
+START_TEST(test_wildcards_mismatch) {
+  static const struct {
+    const char *exp;   /* S: line */
+    const char *shown; /* res.expected */
+  } cases[] = {
+      {"250 \\*", "S: 250 \\*"},             /* not "2.1.0 Ok" */
+      {"\\*", "S: \\*"},                     /* no spaces */
+      {"250 2.1.0 Ok\\*", "S: 250 2.1.0 Ok\\*"}, /* one byte at least */
+      {"250 2.1.\\*0 Ok", "S: 250 2.1.\\*0 Ok"},   /* ... in the middle */
+      {"250 2.1.0\\* Ok\\x20", "S: 250 2.1.0\\* Ok\\x20"},
+      {"251 \\* Ok", "S: 251 \\* Ok"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[512];
+    smtpd_transcript_result res;
+    snprintf(text, sizeof text, HDR "C: HELO x\nS: 250 mx.example\n"
+             "C: MAIL FROM:<a@b.example>\nS: %s\n", cases[i].exp);
+    ck_assert_msg(run_all_splits(text, &res) == SMTPD_TRANSCRIPT_MISMATCH,
+                  "case %zu passed", i);
+    ck_assert_uint_eq(res.line, 6);
+    ck_assert_str_eq(res.expected, cases[i].shown);
+    ck_assert_str_eq(res.actual, "S: 250 2.1.0 Ok");
+  }
+  {
+    smtpd_transcript_result res;
+    /* an event pattern that does not match, and one that must not */
+    ck_assert_int_eq(run_all_splits(HDR "C: HELO x\nS: 250 mx.example\n"
+                                        "C: MAIL FROM:<a@b.example>\n"
+                                        "S: 250 2.1.0 Ok\n"
+                                        "E: mail <\\*@c.example>\n",
+                                    &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_uint_eq(res.line, 7);
+    ck_assert_str_eq(res.expected, "E: mail <\\*@c.example>");
+    ck_assert_int_eq(run_all_splits(HDR "C: HELO x\nS: 250 mx.example\n"
+                                        "C: MAIL FROM:<a@b.example>\n"
+                                        "S: 250 2.1.0 Ok\n"
+                                        "E! mail <a@\\*>\n",
+                                    &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_str_eq(res.expected, "E! mail <a@\\*>");
+    ck_assert_ptr_nonnull(strstr(res.message, "must not"));
+  }
+}
+END_TEST
+
+/* ---- host callbacks ---------------------------------------------------- */
+
+/* A small policy of the test's own: refuses nobody@, defers later@ until
+ * the hook answers, aborts at abort@, counts what it saw. */
+typedef struct host_ctx {
+  int rcpts, mails, closes, starttls;
+  int hook_calls;
+  int hold_first;        /* the hook holds the first time it is asked */
+  int hook_verdict;      /* what the hook resumes with */
+  int hook_no_resume;    /* the hook returns 0 without resuming */
+  int clobber_ud;        /* on_mail changes the session's user data */
+  void *seen_ud;
+} host_ctx;
+
+static smtpd_verdict h_mail(smtpd_session *s, const smtpd_mail *m,
+                            void *ud) {
+  host_ctx *c = ud;
+  c->mails++;
+  c->seen_ud = ud;
+  if (c->clobber_ud)
+    smtpd_session_set_user_data(s, NULL);
+  if (strcmp(m->address, "abort@b.example") == 0)
+    return SMTPD_ABORT;
+  return SMTPD_ACCEPT;
+}
+
+static smtpd_verdict h_rcpt(smtpd_session *s, const smtpd_rcpt *r,
+                            void *ud) {
+  host_ctx *c = ud;
+  c->rcpts++;
+  if (strncmp(r->address, "nobody@", 7) == 0) {
+    smtpd_session_set_reply(s, 550, "5.1.1", "No such user here");
+    return SMTPD_REJECT;
+  }
+  if (strncmp(r->address, "later@", 6) == 0)
+    return SMTPD_DEFER;
+  return SMTPD_ACCEPT;
+}
+
+static void h_close(smtpd_session *s, smtpd_close_reason why, void *ud) {
+  host_ctx *c = ud;
+  (void)s, (void)why;
+  c->closes++;
+}
+
+static int h_paused(smtpd_session *s, void *ud) {
+  host_ctx *c = ud;
+  c->hook_calls++;
+  if (c->hold_first && c->hook_calls == 1)
+    return SMTPD_TRANSCRIPT_HOLD;
+  if (c->hook_no_resume)
+    return 0;
+  if (c->hook_verdict == SMTPD_ACCEPT)
+    smtpd_session_set_reply(s, 250, "2.1.5", "Found it later");
+  return smtpd_session_resume(s, (smtpd_verdict)c->hook_verdict);
+}
+
+static const smtpd_callbacks host_cb = {
+    .version = SMTPD_CALLBACKS_VERSION,
+    .on_mail = h_mail,
+    .on_rcpt = h_rcpt,
+    .on_close = h_close,
+};
+
+static int run_host(const char *text, smtpd_transcript_split split,
+                    host_ctx *c, smtpd_config *cfg,
+                    smtpd_transcript_result *res) {
+  smtpd_transcript_opts opts;
+  smtpd_transcript_opts_default(&opts);
+  opts.split = split;
+  opts.chunk = 7;
+  opts.callbacks = &host_cb;
+  opts.user_data = c;
+  opts.config = cfg;
+  opts.on_paused = h_paused;
+  return smtpd_transcript_run_buffer(text, strlen(text), &opts, res);
+}
+
+#define TXN                                                                  \
+  "C: HELO x\nS: 250 mx.example\n"                                           \
+  "C: MAIL FROM:<a@b.example>\nS: 250 2.1.0 Ok\nE: mail <a@b.example>\n"
+
+START_TEST(test_host_callbacks) {
+  static const char text[] =
+      HDR TXN
+      "C: RCPT TO:<nobody@b.example>\n"
+      "C: RCPT TO:<c@b.example>\n"
+      "S: 550 5.1.1 No such user here\nS: 250 2.1.5 Ok\n"
+      "E: rcpt <nobody@b.example>\nE: rcpt <c@b.example>\n"
+      "C: QUIT\nS: 221 2.0.0 Bye\nCLOSED\nE: close quit\n";
+  int s;
+  for (s = 0; s < 3; s++) {
+    host_ctx c;
+    smtpd_transcript_result res;
+    int rc;
+    memset(&c, 0, sizeof c);
+    rc = run_host(text, (smtpd_transcript_split)s, &c, NULL, &res);
+    ck_assert_msg(rc == SMTPD_OK, "split %d: %s (%s / %s)", s, res.message,
+                  res.expected, res.actual);
+    ck_assert_int_eq(c.mails, 1);
+    ck_assert_int_eq(c.rcpts, 2);
+    ck_assert_int_eq(c.closes, 1);
+    ck_assert_ptr_eq(c.seen_ud, &c);
+  }
+  {
+    /* the host's verdict is what the client sees: expecting the default
+     * reply is a mismatch */
+    host_ctx c;
+    smtpd_transcript_result res;
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(run_host(HDR TXN "C: RCPT TO:<nobody@b.example>\n"
+                                      "S: 250 2.1.5 Ok\n",
+                              SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, NULL, &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_uint_eq(res.line, 9);
+    ck_assert_str_eq(res.actual, "S: 550 5.1.1 No such user here");
+  }
+}
+END_TEST
+
+/* Scripted decisions cannot be mixed with the host's callbacks: a clear
+ * error at the line, nothing run. */
+START_TEST(test_host_refuses_scripted) {
+  static const struct {
+    const char *text;
+    unsigned line;
+    const char *needle;
+  } cases[] = {
+      {HDR "@on rcpt reject\n", 3, "@on scripts a host decision"},
+      {HDR "@every mail accept\n", 3, "@every"},
+      {"@effects regreet\n", 1, "@effects"},
+      {HDR "!resume accept\n", 3, "!resume alone"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    host_ctx c;
+    smtpd_transcript_result res;
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(run_host(cases[i].text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c,
+                              NULL, &res),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_uint_eq(res.line, cases[i].line);
+    ck_assert_msg(strstr(res.message, cases[i].needle) != NULL, "case %zu: "
+                  "%s", i, res.message);
+    ck_assert_ptr_nonnull(strstr(res.message, "opts.callbacks"));
+    ck_assert_int_eq(c.mails + c.rcpts + c.closes, 0);
+  }
+}
+END_TEST
+
+/* The host's own config is used as it is; directives that would change
+ * it are refused. */
+START_TEST(test_host_config) {
+  smtpd_config *cfg;
+  host_ctx c;
+  smtpd_transcript_result res;
+  smtpd_transcript_opts opts;
+  ck_assert_int_eq(smtpd_config_new(&cfg, NULL), SMTPD_OK);
+  ck_assert_int_eq(smtpd_config_set_hostname(cfg, "host.example"), SMTPD_OK);
+  ck_assert_int_eq(smtpd_config_set_option(cfg, SMTPD_OPT_VRFY, 0),
+                   SMTPD_OK);
+  memset(&c, 0, sizeof c);
+  ck_assert_int_eq(run_host("@client 192.0.2.1\n"
+                            "S: 220 host.example ESMTP\nC: EHLO x\n"
+                            "S+ PIPELINING\nS- VRFY\n",
+                            SMTPD_TRANSCRIPT_SPLIT_BYTE, &c, cfg, &res),
+                   SMTPD_OK);
+  ck_assert_int_eq(run_host("@hostname mx.example\n"
+                            "S: 220 mx.example ESMTP\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, cfg, &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_uint_eq(res.line, 1);
+  ck_assert_ptr_nonnull(strstr(res.message, "opts.config"));
+  /* scripted decisions with the host's config are fine */
+  {
+    static const char text[] = "@on helo reject 550 5.7.1 Not you\n"
+                               "S: 220 host.example ESMTP\nC: HELO x\n"
+                               "S: 550 5.7.1 Not you\n";
+    smtpd_transcript_opts_default(&opts);
+    opts.config = cfg;
+    ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                                 &res),
+                     SMTPD_OK);
+    /* a SASL backend belongs in the host's config */
+    opts.sasl = (const struct smtpd_sasl_backend *)&opts;
+    ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                                 &res),
+                     SMTPD_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(res.message, "opts.sasl"));
+  }
+  /* the driver neither changed nor freed it: it still serves a run */
+  memset(&c, 0, sizeof c);
+  ck_assert_int_eq(run_host("S: 220 host.example ESMTP\nC: VRFY x\n"
+                            "S: 502 5.5.1 VRFY command is disabled\n",
+                            SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, cfg, &res),
+                   SMTPD_OK);
+  smtpd_config_del(cfg);
+}
+END_TEST
+
+/* A deferral of the host's callback: the hook resumes it at once; or it
+ * holds, the transcript checks that nothing was answered, and a bare
+ * !resume asks the hook again. */
+START_TEST(test_host_defer) {
+  static const char now[] =
+      HDR TXN
+      "C: RCPT TO:<later@b.example>\n"
+      "C: RCPT TO:<c@b.example>\n"
+      "S: 250 2.1.5 Found it later\nS: 250 2.1.5 Ok\n"
+      "E: rcpt <later@b.example>\nE: rcpt <c@b.example>\n";
+  static const char held[] =
+      HDR TXN
+      "C: RCPT TO:<later@b.example>\n"
+      "C: RCPT TO:<c@b.example>\n"
+      "NOTHING\nE: rcpt <later@b.example>\nE! rcpt <c@b.example>\n"
+      "!resume\n"
+      "S: 250 2.1.5 Found it later\nS: 250 2.1.5 Ok\n"
+      "E: rcpt <c@b.example>\n";
+  int s;
+  for (s = 0; s < 3; s++) {
+    host_ctx c;
+    smtpd_transcript_result res;
+    memset(&c, 0, sizeof c);
+    ck_assert_msg(run_host(now, (smtpd_transcript_split)s, &c, NULL, &res) ==
+                      SMTPD_OK,
+                  "split %d: %s", s, res.message);
+    ck_assert_int_eq(c.hook_calls, 1);
+    memset(&c, 0, sizeof c);
+    c.hold_first = 1;
+    ck_assert_msg(run_host(held, (smtpd_transcript_split)s, &c, NULL,
+                           &res) == SMTPD_OK,
+                  "split %d: %s (%s / %s)", s, res.message, res.expected,
+                  res.actual);
+    ck_assert_int_eq(c.hook_calls, 2);
+  }
+  {
+    host_ctx c;
+    smtpd_transcript_result res;
+    /* held and never resumed */
+    memset(&c, 0, sizeof c);
+    c.hold_first = 1;
+    ck_assert_int_eq(run_host(HDR TXN "C: RCPT TO:<later@b.example>\n"
+                                      "NOTHING\n",
+                              SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, NULL, &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(res.message, "never resumed"));
+    /* the hook says it resumed, but did not */
+    memset(&c, 0, sizeof c);
+    c.hook_no_resume = 1;
+    ck_assert_int_eq(run_host(HDR TXN "C: RCPT TO:<later@b.example>\n"
+                                      "NOTHING\n",
+                              SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, NULL, &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_uint_eq(res.line, 8);
+    ck_assert_ptr_nonnull(strstr(res.message, "still paused"));
+    /* the hook resumes with ABORT: the driver sees the session end */
+    memset(&c, 0, sizeof c);
+    c.hook_verdict = SMTPD_ABORT;
+    ck_assert_int_eq(run_host(HDR TXN "C: RCPT TO:<later@b.example>\n"
+                                      "C: DATA\n" BYE "CLOSED\n"
+                                      "E: aborted\nE! data\n",
+                              SMTPD_TRANSCRIPT_SPLIT_BYTE, &c, NULL, &res),
+                     SMTPD_OK);
+  }
+  {
+    /* no hook: a deferral is a mismatch that says so */
+    host_ctx c;
+    smtpd_transcript_result res;
+    smtpd_transcript_opts opts;
+    static const char text[] = HDR TXN "C: RCPT TO:<later@b.example>\n"
+                                       "NOTHING\n";
+    memset(&c, 0, sizeof c);
+    smtpd_transcript_opts_default(&opts);
+    opts.callbacks = &host_cb;
+    opts.user_data = &c;
+    ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                                 &res),
+                     SMTPD_TRANSCRIPT_MISMATCH);
+    ck_assert_uint_eq(res.line, 8);
+    ck_assert_ptr_nonnull(strstr(res.message, "on_paused"));
+  }
+}
+END_TEST
+
+START_TEST(test_host_abort_and_user_data) {
+  host_ctx c;
+  smtpd_transcript_result res;
+  int s;
+  for (s = 0; s < 3; s++) {
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(run_host(HDR "C: HELO x\nS: 250 mx.example\n"
+                                  "C: MAIL FROM:<abort@b.example>\n"
+                                  "C: NOOP\n" BYE "CLOSED\n"
+                                  "E: close host\nE: aborted\n",
+                              (smtpd_transcript_split)s, &c, NULL, &res),
+                     SMTPD_OK);
+    ck_assert_int_eq(c.closes, 1);
+  }
+  /* the session's user data belongs to the driver */
+  memset(&c, 0, sizeof c);
+  c.clobber_ud = 1;
+  ck_assert_int_eq(run_host(HDR TXN, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &c, NULL,
+                            &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  ck_assert_ptr_nonnull(strstr(res.message, "user data"));
+}
+END_TEST
+
+/* A 0.1-style (version 1) callbacks table: int decisions, a void
+ * on_starttls notification after the 220. */
+#include "abi/callbacks_v1.h"
+static int v1_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud) {
+  (void)s, (void)r;
+  ++*(int *)ud;
+  return SMTPD_REJECT;
+}
+static void v1_starttls(smtpd_session *s, void *ud) {
+  (void)s;
+  *(int *)ud += 100;
+}
+
+START_TEST(test_host_callbacks_versions) {
+  smtpd_callbacks_v1 v1;
+  smtpd_callbacks bad = host_cb;
+  smtpd_transcript_opts opts;
+  smtpd_transcript_result res;
+  int count = 0;
+  static const char text[] =
+      "@hostname mx.example\n@option starttls on\n"
+      "S: 220 mx.example ESMTP\nC: HELO x\nS: 250 mx.example\n"
+      "C: MAIL FROM:<a@b.example>\nS: 250 2.1.0 Ok\n"
+      "C: RCPT TO:<c@b.example>\nS: 550 5.7.1 Recipient address rejected\n"
+      "C: RSET\nS: 250 2.0.0 Ok\n"
+      "C: STARTTLS\nS: 220 2.0.0 Ready to start TLS\nE: starttls\n";
+  memset(&v1, 0, sizeof v1);
+  v1.version = 1;
+  v1.on_rcpt = v1_rcpt;
+  v1.on_starttls = v1_starttls;
+  smtpd_transcript_opts_default(&opts);
+  opts.callbacks = (const smtpd_callbacks *)(const void *)&v1;
+  opts.user_data = &count;
+  ck_assert_msg(smtpd_transcript_run_buffer(text, strlen(text), &opts, &res) ==
+                    SMTPD_OK,
+                "%u: %s (%s / %s)", res.line, res.message, res.expected,
+                res.actual);
+  ck_assert_int_eq(count, 101);
+  /* versions the library does not know */
+  opts.callbacks = &bad;
+  bad.version = 0;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                               &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  bad.version = SMTPD_CALLBACKS_VERSION + 1;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(text, strlen(text), &opts,
+                                               &res),
+                   SMTPD_ERR_UNSUPPORTED);
+}
+END_TEST
+
+/* A program built against options version 1 (0.2) passes a shorter
+ * struct: the library reads no more of it than version 1 had (the
+ * sanitizer build would catch a read past the allocation). A frozen copy
+ * of the version-1 declaration, as 0.2 programs were compiled with: */
+typedef struct transcript_opts_v1 {
+  unsigned version;
+  smtpd_transcript_split split;
+  size_t chunk;
+  int ignore_pinned_split;
+  const smtpd_mem *mem;
+  const struct smtpd_sasl_backend *sasl;
+  void (*trace)(const char *line, void *ctx);
+  void *trace_ctx;
+} transcript_opts_v1;
+_Static_assert(sizeof(transcript_opts_v1) ==
+                   offsetof(smtpd_transcript_opts, callbacks),
+               "version 2 only added members at the end");
+
+START_TEST(test_opts_version1) {
+  transcript_opts_v1 *o = malloc(sizeof *o);
+  smtpd_transcript_result res;
+  ck_assert_ptr_nonnull(o);
+  memset(o, 0, sizeof *o);
+  o->version = 1;
+  o->split = SMTPD_TRANSCRIPT_SPLIT_BYTE;
+  o->chunk = 1;
+  ck_assert_int_eq(smtpd_transcript_run_buffer(
+                       good, strlen(good),
+                       (const smtpd_transcript_opts *)(const void *)o, &res),
+                   SMTPD_OK);
+  ck_assert_str_eq(res.split, "byte");
+  free(o);
+}
+END_TEST
+
+/* opts.report: the readable diff of a failed run, nothing for a pass. */
+static void read_all(FILE *f, char *buf, size_t cap) {
+  size_t n;
+  rewind(f);
+  n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+}
+
+START_TEST(test_report) {
+  static const char wrong[] =
+      HDR "C: HELO client.example\n"      /* 3 */
+          "S: 250 mx.example\n"           /* 4 */
+          "C: MAIL FROM:<a@b.example>\n"  /* 5 */
+          "S: 250 2.1.5 Ok\n"             /* 6: wrong, 2.1.0 */
+          "C: QUIT\n";                    /* 7 */
+  char out[4096];
+  smtpd_transcript_opts opts;
+  smtpd_transcript_result res;
+  FILE *f = tmpfile();
+  ck_assert_ptr_nonnull(f);
+  smtpd_transcript_opts_default(&opts);
+  opts.report = f;
+  opts.name = "wrong.txt";
+  ck_assert_int_eq(smtpd_transcript_run_buffer(good, strlen(good), &opts,
+                                               &res),
+                   SMTPD_OK);
+  read_all(f, out, sizeof out);
+  ck_assert_str_eq(out, "");
+  ck_assert_int_eq(smtpd_transcript_run_buffer(wrong, strlen(wrong), &opts,
+                                               &res),
+                   SMTPD_TRANSCRIPT_MISMATCH);
+  read_all(f, out, sizeof out);
+  ck_assert_str_eq(out,
+                   "FAIL wrong.txt:6 (split whole): server reply differs\n"
+                   "       4 | S: 250 mx.example\n"
+                   "       5 | C: MAIL FROM:<a@b.example>\n"
+                   "  >    6 | S: 250 2.1.5 Ok\n"
+                   "       7 | C: QUIT\n"
+                   "  - S: 250 2.1.5 Ok\n"
+                   "  + S: 250 2.1.0 Ok\n");
+  fclose(f);
+  /* a malformed transcript, and a file's path as its name */
+  f = tmpfile();
+  ck_assert_ptr_nonnull(f);
+  opts.report = f;
+  opts.name = NULL;
+  ck_assert_int_eq(smtpd_transcript_run_buffer("S: 220 x\nQ: what\n", 17,
+                                               &opts, &res),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_transcript_run_file(SMTPD_TRANSCRIPT_DIR
+                                             "/no-such-file.txt",
+                                             &opts, &res),
+                   SMTPD_ERR_IO);
+  read_all(f, out, sizeof out);
+  ck_assert_ptr_nonnull(strstr(out, "ERROR transcript: line 2: unknown tag "
+                                    "\"Q:\""));
+  ck_assert_ptr_nonnull(strstr(out, "  >    2 | Q: what\n"));
+  ck_assert_ptr_nonnull(strstr(out, "ERROR " SMTPD_TRANSCRIPT_DIR
+                                    "/no-such-file.txt: cannot open"));
+  fclose(f);
+}
+END_TEST
+
 static Suite *transcripts_suite(void) {
   Suite *s = suite_create("transcripts");
   TCase *files = tcase_create("files");
@@ -597,6 +1207,18 @@ static Suite *transcripts_suite(void) {
   tcase_add_test(driver, test_malformed);
   tcase_add_test(driver, test_file_errors);
   tcase_add_test(driver, test_failing_allocator);
+  tcase_add_test(driver, test_ehlo_keywords);
+  tcase_add_test(driver, test_ehlo_keywords_mismatch);
+  tcase_add_test(driver, test_wildcards);
+  tcase_add_test(driver, test_wildcards_mismatch);
+  tcase_add_test(driver, test_host_callbacks);
+  tcase_add_test(driver, test_host_refuses_scripted);
+  tcase_add_test(driver, test_host_config);
+  tcase_add_test(driver, test_host_defer);
+  tcase_add_test(driver, test_host_abort_and_user_data);
+  tcase_add_test(driver, test_host_callbacks_versions);
+  tcase_add_test(driver, test_opts_version1);
+  tcase_add_test(driver, test_report);
   suite_add_tcase(s, files);
   suite_add_tcase(s, driver);
   return s;

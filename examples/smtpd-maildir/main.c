@@ -8,16 +8,20 @@
  * program only moves bytes, keeps timers and stores messages.
  *
  *   main              options, listeners, the event loop
- *   conn_pump         move bytes between socket and session, decide
+ *   conn_pump         move bytes between socket and connection, decide
  *                     what to wait for next, close finished connections
- *                     (conn_over: smtpd_session_is_done, and under TLS
- *                     no ciphertext left to write)
+ *                     (smtpd_tls_session_is_done: the one rule)
  *   on_* callbacks    policy and delivery (Maildir via maildir.c)
  *   shutdown_step     graceful stop on SIGINT/SIGTERM
  *
- * TLS (--cert/--key, --tls-listen) and AUTH (--users, --sasl cyrus) are
- * compiled in when the adapters are built (SMTPD_HAVE_GNUTLS,
- * SMTPD_HAVE_SASL_BUILTIN, SMTPD_HAVE_CYRUS).
+ * Every connection, plaintext, STARTTLS or implicit TLS, is an
+ * smtpd_session inside an smtpd_tls_session (the GnuTLS adapter's
+ * TLS-wrapped session, include/smtpd/tls_gnutls.h): the loop below feeds
+ * it socket bytes and writes what it gives back, and never needs to know
+ * whether they are encrypted. Without --cert/--selfsigned it has no TLS
+ * context and is a plain session with the same calls. AUTH (--users,
+ * --sasl cyrus) is compiled in when its backend is built
+ * (SMTPD_HAVE_SASL_BUILTIN, SMTPD_HAVE_CYRUS).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,24 +31,32 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "smtpd/smtpd.h"
 #include "smtpd/sasl.h"
+#include "smtpd/tls_gnutls.h"
 #ifdef SMTPD_HAVE_RECEIVED
 #include "smtpd/received.h"
 #endif
-#include "adapters.h"
+#ifdef SMTPD_HAVE_CYRUS
+#include "smtpd/sasl_cyrus.h"
+#endif
 #include "maildir.h"
 #include "poller.h"
+#include "milter_glue.h"
 
 #define READ_CHUNK 65536        /* one shared read buffer of this size */
 #define MAX_LISTENERS 16
@@ -75,12 +87,27 @@ typedef struct options {
   const char *sasl_config_dir;
   int auth_plaintext;
   int quiet;           /* no per-message log lines (benchmarks) */
+  int lmtp;            /* --lmtp: LHLO, one reply per recipient */
+  const char *reject_rcpt[MAX_LISTENERS]; /* --reject-rcpt ADDR */
+  int nreject_rcpt;
+  const char *xclient_from; /* --xclient-from NETS */
+  const char *proxy_from;   /* --proxy-from NETS */
+  mg_options milter;        /* --milter* (milter_glue.c) */
 } options;
+
+/* A CIDR network of --xclient-from / --proxy-from. */
+typedef struct netmask {
+  int family;                /* AF_INET or AF_INET6 */
+  unsigned char addr[16];
+  unsigned bits;
+} netmask;
+#define MAX_NETS 32
 
 typedef struct listener {
   int type; /* OBJ_LISTENER */
   int fd;
   int implicit_tls;
+  const char *unix_path; /* --listen unix:PATH: removed at shutdown */
 } listener;
 
 typedef struct server server;
@@ -91,20 +118,34 @@ typedef struct conn {
   server *srv;
   int fd;
   smtpd_session *s;
-  tls_conn *tls;         /* NULL for plaintext */
-  unsigned char *pending; /* input the session did not take yet */
+  smtpd_tls_session *ts; /* the session behind its (optional) TLS: every
+                            byte to and from the socket goes through it */
+  unsigned char *pending; /* input ts did not take yet */
   size_t npending;
   uint64_t deadline;     /* monotonic ms; 0 = none */
   unsigned watched;      /* current POLLER_* mask */
-  int eof;               /* the client closed its side */
-  tls_conn *tls_next;    /* made by on_starttls; used once the 220 is out */
-  int in_pump;
+  int eof;               /* the client closed its side: read no more */
   maildir_msg msg;       /* open while a message is being received */
   char qid[40];
   unsigned long messages;
   const char *end_reason;
   char addr[64];         /* client address text, for logs */
+  mg_conn *mg;           /* its --milter filters, or NULL */
+  struct sockaddr_storage peer; /* the socket's peer (trust decisions) */
+  /* the transaction's envelope extras, written as X-Envelope-* fields */
+  smtpd_dsn_ret dsn_ret;
+  char *dsn_envid;       /* xtext-encoded ENVID, or NULL */
+  int requiretls;
+  struct rcpt_info *rcpts; /* by recipient index */
+  size_t nrcpts, rcpts_cap;
+  int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
 } conn;
+
+typedef struct rcpt_info {
+  unsigned notify;       /* SMTPD_DSN_NOTIFY_* */
+  char *orcpt;           /* "type;xtext", or NULL */
+  int refused;           /* --reject-rcpt in LMTP mode: refused at the end */
+} rcpt_info;
 
 struct server {
   options opt;
@@ -112,8 +153,9 @@ struct server {
   smtpd_callbacks cb;
   poller *poll;
   maildir md;
-  tls_server *tls;            /* NULL without --cert */
+  smtpd_tls_ctx *tls;         /* NULL without --cert / --selfsigned */
   smtpd_sasl_backend *sasl;   /* NULL without AUTH */
+  mg_server *mg;              /* NULL without --milter */
   listener listeners[2 * MAX_LISTENERS];
   int nlisteners;
   int listeners_paused;       /* EMFILE: accept paused until next tick */
@@ -126,7 +168,13 @@ struct server {
   unsigned long queue_counter;
   long fault_tls_new;         /* test hook: fail this many STARTTLS TLS
                                  setups (-1: all); see read_faults */
+  netmask xclient_nets[MAX_NETS], proxy_nets[MAX_NETS];
+  int nxclient_nets, nproxy_nets;
 };
+
+static int parse_num(const char *s, uint64_t *out);
+struct conn;
+static int net_match(const struct conn *c, const netmask *nets, int n);
 
 /* The only global: where the signal handler writes (self-pipe trick). */
 static int signal_write_fd = -1;
@@ -162,49 +210,38 @@ static void logmsg(const char *fmt, ...) {
   (void)w;
 }
 
-/* ---- the byte pipe: socket <-> (TLS) <-> session ---------------------- */
-
-/* What the session (or the TLS layer in front of it) takes from the wire. */
-static ptrdiff_t io_feed(conn *c, const unsigned char *p, size_t n) {
-  if (c->tls)
-    return tls_conn_feed(c->tls, p, n);
-  return smtpd_session_feed(c->s, p, n);
-}
-static size_t io_output(conn *c, const uint8_t **p) {
-  if (c->tls)
-    return tls_conn_output(c->tls, p);
-  return smtpd_session_output(c->s, p);
-}
-static void io_consume(conn *c, size_t n) {
-  if (c->tls)
-    tls_conn_consume(c->tls, n);
-  else
-    smtpd_session_consume(c->s, n);
-}
-static int io_want_read(conn *c) {
-  return c->tls ? tls_conn_want_read(c->tls) : smtpd_session_want_read(c->s);
-}
-static int io_want_write(conn *c) {
-  return c->tls ? tls_conn_want_write(c->tls)
-                : smtpd_session_want_write(c->s);
-}
-
 /* ---- connections ------------------------------------------------------ */
 
 static void msg_abort(conn *c) {
   maildir_abort(&c->srv->md, &c->msg);
 }
 
+/* Forget the transaction's DSN / REQUIRETLS details. */
+static void envelope_clear(conn *c) {
+  free(c->dsn_envid);
+  c->dsn_envid = NULL;
+  c->dsn_ret = SMTPD_DSN_RET_UNSPECIFIED;
+  c->requiretls = 0;
+  for (size_t i = 0; i < c->nrcpts; i++)
+    free(c->rcpts[i].orcpt);
+  c->nrcpts = 0;
+}
+
 static void conn_destroy(conn *c) {
   server *srv = c->srv;
   msg_abort(c); /* a half-received message never reaches new/ */
-  const char *why = c->end_reason ? c->end_reason : tls_conn_error(c->tls);
+  envelope_clear(c);
+  free(c->rcpts);
+  const char *tls_why = smtpd_tls_session_error(c->ts);
+  const char *why = c->end_reason ? c->end_reason
+                    : *tls_why    ? tls_why
+                                  : "disconnect";
   logmsg("smtpd-maildir: session end client=%s reason=%s messages=%lu",
-         c->addr, why ? why : "disconnect", c->messages);
+         c->addr, why, c->messages);
   poller_remove(srv->poll, c->fd);
   close(c->fd);
-  tls_conn_del(c->tls);
-  tls_conn_del(c->tls_next);
+  mg_conn_del(c->mg); /* before the session its chain borrows */
+  smtpd_tls_session_del(c->ts);
   smtpd_session_del(c->s);
   free(c->pending);
   if (c->prev)
@@ -219,13 +256,13 @@ static void conn_destroy(conn *c) {
 
 /* Restart the client timer after input, as the session's state says. */
 static void restart_timer(conn *c) {
-  uint32_t ms = smtpd_session_timeout(c->s, NULL);
+  uint32_t ms = smtpd_tls_session_timeout(c->ts, NULL);
   c->deadline = ms ? now_ms() + ms : 0;
 }
 
 /* Feed the kept input. Returns -1 when the session failed fatally. */
 static int feed_pending(conn *c) {
-  ptrdiff_t took = io_feed(c, c->pending, c->npending);
+  ptrdiff_t took = smtpd_tls_session_feed(c->ts, c->pending, c->npending);
   if (took < 0)
     return smtpd_is_fatal((int)took) ? -1 : 0;
   if (took > 0) {
@@ -244,7 +281,7 @@ static int feed_pending(conn *c) {
 static int flush_output(conn *c) {
   const uint8_t *p;
   size_t n;
-  while ((n = io_output(c, &p)) > 0) {
+  while ((n = smtpd_tls_session_output(c->ts, &p)) > 0) {
     ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
@@ -253,27 +290,9 @@ static int flush_output(conn *c) {
         return 0;
       return -1;
     }
-    io_consume(c, (size_t)w);
+    smtpd_tls_session_consume(c->ts, (size_t)w);
   }
   return 0;
-}
-
-/* The connection has nothing left to do. The one rule: the session is
- * done (closing or failed, every reply consumed) and, under TLS, every
- * octet of ciphertext, close_notify last, is written. Besides: the TLS
- * layer ended (failure, the client's close_notify), or the client went
- * away, and nothing is left to write. A paused session is never over:
- * it wants neither to read nor to write while it waits for
- * smtpd_session_resume(). */
-static int conn_over(conn *c) {
-  if (smtpd_session_is_paused(c->s))
-    return 0;
-  int ww = io_want_write(c);
-  if (smtpd_session_is_done(c->s))
-    return !ww;
-  if (c->tls && tls_conn_ended(c->tls))
-    return !ww;
-  return c->eof && c->npending == 0 && !ww;
 }
 
 /* A session that holds no transaction may be closed at shutdown. */
@@ -284,14 +303,20 @@ static int conn_idle(const conn *c) {
 
 /*
  * conn_pump - after anything happened on a connection: feed kept input,
- * write replies, switch to TLS after an accepted STARTTLS, and either
- * destroy the connection (conn_over) or tell the poller what to wait
- * for. Returns -1 when c was destroyed.
+ * write replies, and either destroy the connection or tell the poller
+ * what to wait for. The end is the one rule, smtpd_tls_session_is_done:
+ * the session is done (or the client went away, or TLS ended) and every
+ * octet, close_notify last, is written; never while the session is
+ * paused. The TLS-wrapped session switches to TLS by itself once the 220
+ * to STARTTLS is written; what the client sent after STARTTLS in the
+ * clear is fed before that (the loop feeds before it writes) and
+ * discarded by the session. Returns -1 when c was destroyed.
  */
 static int conn_pump(conn *c) {
   server *srv = c->srv;
   for (int round = 0; round < 64; round++) {
-    if (c->npending > 0 && io_want_read(c) && feed_pending(c) != 0) {
+    if (c->npending > 0 && smtpd_tls_session_want_read(c->ts) &&
+        feed_pending(c) != 0) {
       c->end_reason = "session error";
       conn_destroy(c);
       return -1;
@@ -300,18 +325,6 @@ static int conn_pump(conn *c) {
       conn_destroy(c);
       return -1;
     }
-    /* STARTTLS accepted (on_starttls made the TLS object) and the 220
-     * is out: from now on the wire carries TLS. Bytes the client sent
-     * before seeing the 220 are plaintext injection attempts: the
-     * session discards them, and so do we. */
-    if (c->tls_next && smtpd_session_is_tls_wait(c->s) && !io_want_write(c)) {
-      c->tls = c->tls_next;
-      c->tls_next = NULL;
-      free(c->pending);
-      c->pending = NULL;
-      c->npending = 0;
-      continue;
-    }
     /* at shutdown, a session whose transaction just ended says goodbye */
     if (srv->shutting_down && !smtpd_session_is_closing(c->s) &&
         conn_idle(c)) {
@@ -319,15 +332,16 @@ static int conn_pump(conn *c) {
       continue;
     }
     /* writing may have let the session read again: go round once more */
-    if (c->npending > 0 && io_want_read(c))
+    if (c->npending > 0 && smtpd_tls_session_want_read(c->ts))
       continue;
     break;
   }
-  if (conn_over(c)) {
+  if (smtpd_tls_session_is_done(c->ts)) {
     conn_destroy(c);
     return -1;
   }
-  int wr = io_want_read(c), ww = io_want_write(c);
+  int wr = smtpd_tls_session_want_read(c->ts);
+  int ww = smtpd_tls_session_want_write(c->ts);
   if (smtpd_session_is_closing(c->s) && !c->end_reason)
     c->end_reason = "closing";
   if (smtpd_session_is_closing(c->s) &&
@@ -336,7 +350,7 @@ static int conn_pump(conn *c) {
   else if (c->deadline == 0)
     restart_timer(c);
   unsigned want = 0;
-  if (wr && c->npending == 0 && !c->eof && !c->tls_next)
+  if (wr && c->npending == 0 && !c->eof)
     want |= POLLER_IN;
   if (ww)
     want |= POLLER_OUT;
@@ -347,28 +361,37 @@ static int conn_pump(conn *c) {
   return 0;
 }
 
-/* Readable: one read into the shared buffer, hand it over, keep the rest. */
+/* The client is gone or must not be read any more: tell the wrapper,
+ * which then ends the connection once the rest is written. */
+static void conn_stop_reading(conn *c, const char *why) {
+  if (why && !c->end_reason)
+    c->end_reason = why;
+  if (!c->eof) {
+    c->eof = 1;
+    smtpd_tls_session_eof(c->ts);
+  }
+}
+
+/* Readable: one read into the shared buffer, hand it over, keep the rest
+ * (only read with nothing kept, so end of file comes after all input was
+ * fed, as smtpd_tls_session_eof wants). */
 static void conn_read(conn *c) {
   server *srv = c->srv;
   ssize_t r = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0);
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
-    c->end_reason = "read error";
-    c->eof = 1;
+    conn_stop_reading(c, "read error");
     return;
   }
   if (r == 0) {
-    c->eof = 1; /* replies to what we hold may still be written */
-    if (c->tls)
-      tls_conn_eof(c->tls);
+    conn_stop_reading(c, NULL); /* replies to what we fed may follow */
     return;
   }
-  ptrdiff_t took = io_feed(c, srv->rbuf, (size_t)r);
+  ptrdiff_t took = smtpd_tls_session_feed(c->ts, srv->rbuf, (size_t)r);
   if (took < 0) {
     if (smtpd_is_fatal((int)took)) {
-      c->end_reason = "session error";
-      c->eof = 1;
+      conn_stop_reading(c, "session error");
       return;
     }
     took = 0;
@@ -379,8 +402,7 @@ static void conn_read(conn *c) {
     size_t rest = (size_t)r - (size_t)took;
     unsigned char *np = realloc(c->pending, c->npending + rest);
     if (np == NULL) {
-      c->end_reason = "out of memory";
-      c->eof = 1;
+      conn_stop_reading(c, "out of memory");
       return;
     }
     memcpy(np + c->npending, srv->rbuf + took, rest);
@@ -397,25 +419,23 @@ static void conn_event(conn *c, unsigned events) {
     free(c->pending);
     c->pending = NULL;
     c->npending = 0;
-    c->eof = 1;
+    conn_stop_reading(c, NULL);
   }
   conn_pump(c);
 }
 
-/* The timer of c ran out. */
+/* The timer of c ran out: the client gets 421 4.4.2, or, when it does
+ * not even read what we have to say (closing, or TLS ended), the wrapper
+ * gives up and is done. */
 static void conn_expire(conn *c) {
   if (smtpd_session_is_paused(c->s)) { /* we are the slow side: no 421 */
     c->deadline = 0;
     return;
   }
-  if (smtpd_session_is_closing(c->s)) { /* client never read the goodbye */
-    c->end_reason = c->end_reason ? c->end_reason : "timeout";
-    conn_destroy(c);
-    return;
-  }
-  c->end_reason = "timeout";
+  if (!c->end_reason)
+    c->end_reason = "timeout";
   msg_abort(c);
-  smtpd_session_timeout_expired(c->s);
+  smtpd_tls_session_timeout_expired(c->ts);
   c->deadline = 0;
   conn_pump(c);
 }
@@ -434,6 +454,9 @@ static void format_addr(const struct sockaddr *sa, char *host, size_t hcap,
            port);
 }
 
+static smtpd_verdict on_data_complete(smtpd_session *s,
+                                      const smtpd_message *m, void *ud);
+
 static void conn_new(server *srv, listener *l, int fd,
                      const struct sockaddr *sa) {
   conn *c = calloc(1, sizeof *c);
@@ -446,29 +469,65 @@ static void conn_new(server *srv, listener *l, int fd,
   c->fd = fd;
   c->msg.fd = -1;
   char host[INET6_ADDRSTRLEN + 1];
-  format_addr(sa, host, sizeof host, c->addr, sizeof c->addr);
+  int is_unix = sa->sa_family == AF_UNIX;
+  if (is_unix) { /* --listen unix:PATH: no address to give the session */
+    snprintf(c->addr, sizeof c->addr, "unix");
+    c->peer.ss_family = AF_UNIX;
+  } else {
+    format_addr(sa, host, sizeof host, c->addr, sizeof c->addr);
+    memcpy(&c->peer, sa, sa->sa_family == AF_INET6
+                             ? sizeof(struct sockaddr_in6)
+                             : sizeof(struct sockaddr_in));
+  }
   int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!is_unix)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (smtpd_session_new(&c->s, srv->cfg, &srv->cb, c) != 0) {
     close(fd);
     free(c);
     return;
   }
-  smtpd_session_set_client(c->s, host, NULL);
+  if (!is_unix) {
+    smtpd_session_set_client(c->s, host, NULL);
+    smtpd_session_set_client_port(
+        c->s, ntohs(sa->sa_family == AF_INET6
+                        ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                        : ((const struct sockaddr_in *)sa)->sin_port));
+  }
+  /* --proxy-from: these peers must begin with a PROXY header (not on an
+   * implicit-TLS listener, where the header would precede the TLS) */
+  if (!l->implicit_tls &&
+      net_match(c, srv->proxy_nets, srv->nproxy_nets) &&
+      smtpd_session_set_proxy(c->s) != 0) {
+    close(fd);
+    smtpd_session_del(c->s);
+    free(c);
+    return;
+  }
   c->next = srv->conns;
   if (c->next)
     c->next->prev = c;
   srv->conns = c;
   srv->nconns++;
-  if (l->implicit_tls) {
-    if (srv->tls == NULL || tls_conn_new(&c->tls, srv->tls, c->s, 1) != 0) {
-      c->end_reason = "tls setup failed";
-      conn_destroy(c);
-      return;
-    }
-    smtpd_session_set_implicit_tls(c->s);
+  /* one wrapper for every kind of connection: plaintext (no context),
+   * STARTTLS, or TLS from the first byte */
+  if (smtpd_tls_session_new(&c->ts, c->s, srv->tls,
+                            l->implicit_tls ? SMTPD_TLS_IMPLICIT
+                                            : SMTPD_TLS_STARTTLS) != 0) {
+    c->end_reason = "tls setup failed";
+    conn_destroy(c);
+    return;
   }
-  smtpd_session_start(c->s); /* on_connect runs, the greeting is queued */
+  /* --milter: start connecting the filters (on_connect waits for them) */
+  if (mg_conn_new(&c->mg, srv->mg, srv->poll, c->s, sa, &srv->md, &c->msg,
+                  on_data_complete, c) != 0) {
+    c->end_reason = "milter setup failed";
+    conn_destroy(c);
+    return;
+  }
+  /* on_connect runs; the greeting is queued (implicit TLS: after the
+   * handshake) */
+  smtpd_session_start(c->s);
   conn_pump(c);
 }
 
@@ -495,24 +554,207 @@ static void accept_some(server *srv, listener *l) {
 
 /* ---- session callbacks: policy and delivery --------------------------- */
 
+/* ---- trusted networks (--xclient-from, --proxy-from) ------------------ */
+
+/* parse_nets - "127.0.0.1/32,::1,10.0.0.0/8" into nets; 0 or -1. */
+static int parse_nets(const char *spec, netmask *nets, int *n) {
+  char buf[128];
+  *n = 0;
+  while (*spec) {
+    size_t len = strcspn(spec, ", ");
+    if (len == 0) {
+      spec++;
+      continue;
+    }
+    if (len >= sizeof buf || *n == MAX_NETS)
+      return -1;
+    memcpy(buf, spec, len);
+    buf[len] = '\0';
+    spec += len;
+    netmask *m = &nets[*n];
+    char *slash = strchr(buf, '/');
+    if (slash)
+      *slash++ = '\0';
+    if (inet_pton(AF_INET, buf, m->addr) == 1) {
+      m->family = AF_INET;
+      m->bits = 32;
+    } else if (inet_pton(AF_INET6, buf, m->addr) == 1) {
+      m->family = AF_INET6;
+      m->bits = 128;
+    } else {
+      return -1;
+    }
+    if (slash) {
+      uint64_t b;
+      if (parse_num(slash, &b) != 0 || b > m->bits)
+        return -1;
+      m->bits = (unsigned)b;
+    }
+    (*n)++;
+  }
+  return *n > 0 ? 0 : -1;
+}
+
+/* net_match - the connection's peer is inside one of nets (IPv4-mapped
+ * IPv6 peers are compared as IPv4; a UNIX socket peer never matches). */
+static int net_match(const conn *c, const netmask *nets, int n) {
+  const unsigned char *a;
+  int family;
+  unsigned char v4[4];
+  if (c->peer.ss_family == AF_INET) {
+    a = (const unsigned char *)&((const struct sockaddr_in *)&c->peer)
+            ->sin_addr;
+    family = AF_INET;
+  } else if (c->peer.ss_family == AF_INET6) {
+    const struct in6_addr *a6 =
+        &((const struct sockaddr_in6 *)&c->peer)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {
+      memcpy(v4, a6->s6_addr + 12, 4);
+      a = v4;
+      family = AF_INET;
+    } else {
+      a = a6->s6_addr;
+      family = AF_INET6;
+    }
+  } else {
+    return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    const netmask *m = &nets[i];
+    if (m->family != family)
+      continue;
+    unsigned full = m->bits / 8, rest = m->bits % 8;
+    if (memcmp(a, m->addr, full) != 0)
+      continue;
+    if (rest && ((a[full] ^ m->addr[full]) & (0xFFu << (8 - rest)) & 0xFFu))
+      continue;
+    return 1;
+  }
+  return 0;
+}
+
+/* The client as the session knows it now (after PROXY or XCLIENT), for
+ * logs: "addr:port" or "addr". */
+static void session_client_text(conn *c) {
+  const char *a = smtpd_session_client_addr(c->s);
+  unsigned port = smtpd_session_client_port(c->s);
+  if (a == NULL || *a == '\0')
+    return;
+  char safe[64];
+  log_safe(safe, sizeof safe, a);
+  if (port)
+    snprintf(c->addr, sizeof c->addr,
+             strchr(safe, ':') ? "[%s]:%u" : "%s:%u", safe, port);
+  else
+    snprintf(c->addr, sizeof c->addr, "%s", safe);
+}
+
+/* xtext (RFC 3461 4): what is not printable ASCII, '+' and '=' as +HH.
+ * The result is safe in a header field. NULL when out of memory. */
+static char *xtext_encode(const char *v) {
+  size_t n = strlen(v);
+  char *out = malloc(3 * n + 1), *o = out;
+  if (out == NULL)
+    return NULL;
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
+      o += sprintf(o, "+%02X", *p);
+    else
+      *o++ = (char)*p;
+  }
+  *o = '\0';
+  return out;
+}
+
 static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   conn *c = ud;
+  if (c->srv->nproxy_nets) /* a PROXY header may have named the client */
+    session_client_text(c);
   if (c->srv->opt.max_sessions > 0 && c->srv->nconns > c->srv->opt.max_sessions) {
     c->end_reason = "too many sessions";
     smtpd_session_set_reply(s, 421, "4.3.2",
                             "Too many sessions, try again later");
     return SMTPD_TEMPFAIL;
   }
-  return SMTPD_ACCEPT;
+  return mg_on_connect(c->mg);
 }
 
 static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   conn *c = ud;
-  (void)m;
   if (c->srv->shutting_down) {
     smtpd_session_set_reply(s, 421, "4.3.2", "Service shutting down");
     return SMTPD_TEMPFAIL;
   }
+  envelope_clear(c); /* a new transaction */
+  c->dsn_ret = m->dsn_ret;
+  c->requiretls = m->requiretls;
+  if (m->dsn_envid && (c->dsn_envid = xtext_encode(m->dsn_envid)) == NULL)
+    return SMTPD_TEMPFAIL;
+  return mg_on_mail(c->mg, m);
+}
+
+static int rcpt_refused(const server *srv, const char *addr) {
+  for (int i = 0; i < srv->opt.nreject_rcpt; i++)
+    if (strcasecmp(srv->opt.reject_rcpt[i], addr) == 0)
+      return 1;
+  return 0;
+}
+
+/* RCPT: --reject-rcpt refuses here (SMTP) or at the end of the message
+ * (LMTP, one reply per recipient); NOTIFY and ORCPT are kept by the
+ * recipient's index for the X-Envelope-To field. */
+static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
+                             void *ud) {
+  conn *c = ud;
+  int refused = rcpt_refused(c->srv, r->address);
+  if (refused && !c->srv->opt.lmtp) {
+    smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
+    return SMTPD_REJECT;
+  }
+  if (r->index >= c->rcpts_cap) {
+    size_t cap = c->rcpts_cap ? 2 * c->rcpts_cap : 8;
+    rcpt_info *n = realloc(c->rcpts, cap * sizeof *n);
+    if (n == NULL)
+      return SMTPD_TEMPFAIL;
+    c->rcpts = n;
+    c->rcpts_cap = cap;
+  }
+  while (c->nrcpts > r->index) /* an entry a later refusal left behind */
+    free(c->rcpts[--c->nrcpts].orcpt);
+  rcpt_info *ri = &c->rcpts[c->nrcpts];
+  memset(ri, 0, sizeof *ri);
+  ri->notify = r->dsn_notify;
+  ri->refused = refused;
+  if (r->dsn_orcpt) {
+    char *x = xtext_encode(r->dsn_orcpt);
+    const char *type = r->dsn_orcpt_type ? r->dsn_orcpt_type : "rfc822";
+    size_t len = x ? strlen(type) + 1 + strlen(x) + 1 : 0;
+    ri->orcpt = x ? malloc(len) : NULL;
+    if (ri->orcpt == NULL) {
+      free(x);
+      return SMTPD_TEMPFAIL;
+    }
+    snprintf(ri->orcpt, len, "%s;%s", type, x);
+    free(x);
+  }
+  c->nrcpts++;
+  return mg_on_rcpt(c->mg, r);
+}
+
+/* XCLIENT: only from --xclient-from networks; the core then takes the
+ * attributes. Others get the core's 550 5.7.0. */
+static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
+                                void *ud) {
+  conn *c = ud;
+  char a[64], n[64];
+  (void)s;
+  if (!net_match(c, c->srv->xclient_nets, c->srv->nxclient_nets)) {
+    logmsg("smtpd-maildir: XCLIENT refused client=%s", c->addr);
+    return SMTPD_REJECT;
+  }
+  logmsg("smtpd-maildir: XCLIENT client=%s name=%s addr=%s", c->addr,
+         log_safe(n, sizeof n, x->name ? x->name : "-"),
+         log_safe(a, sizeof a, x->addr ? x->addr : "-"));
   return SMTPD_ACCEPT;
 }
 
@@ -529,7 +771,18 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
   /* the library's formatter: sanitised, folded, RFC 3848 "with" types */
   smtpd_received r;
   smtpd_received_init(&r);
+  /* the session's protocol: LHLO, or what XCLIENT PROTO= forwarded */
+  const char *sproto = smtpd_session_protocol(s);
+  if (sproto && strcmp(sproto, "LMTP") == 0)
+    r.base = SMTPD_RECEIVED_LMTP; /* "with LMTP" / "UTF8LMTP" */
   if (smtpd_received_from_session(&r, s) == 0) {
+    if (sproto && strcasecmp(sproto, "SMTP") == 0) {
+      r.base = SMTPD_RECEIVED_SMTP;
+      r.is_helo = 1;
+    } else if (sproto && strcasecmp(sproto, "ESMTP") == 0) {
+      r.base = SMTPD_RECEIVED_ESMTP;
+      r.is_helo = 0;
+    }
     time_t t = time(NULL);
     struct tm tm;
     localtime_r(&t, &tm);
@@ -546,7 +799,8 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
   const char *helo = smtpd_session_helo_safe(s);
   const smtpd_tls_info *tls = smtpd_session_tls(s);
   const char *user = smtpd_session_auth_user(s);
-  const char *proto = !smtpd_session_is_esmtp(s) ? "SMTP"
+  const char *proto = c->srv->opt.lmtp            ? "LMTP"
+                      : !smtpd_session_is_esmtp(s) ? "SMTP"
                       : tls && user              ? "ESMTPSA"
                       : tls                      ? "ESMTPS"
                       : user                     ? "ESMTPA"
@@ -569,6 +823,70 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
   return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* The envelope where a delivery agent finds it: X-Envelope-From (with
+ * RET= and ENVID= when given), one X-Envelope-To per recipient delivered
+ * (with NOTIFY= and ORCPT=), X-Envelope-RequireTLS: yes (RFC 8689).
+ * In addresses, controls and angle brackets become '?' (UTF-8 is kept,
+ * RFC 6532), so a field stays one line; ENVID and ORCPT are xtext. */
+static void header_safe(char *dst, size_t cap, const char *src) {
+  size_t i = 0;
+  for (; src[i] && i + 1 < cap; i++) {
+    unsigned char ch = (unsigned char)src[i];
+    dst[i] = ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>' ? '?'
+                                                               : (char)ch;
+  }
+  dst[i] = '\0';
+}
+
+static void write_envelope(conn *c) {
+  smtpd_session *s = c->s;
+  char line[1400], addr[600];
+  const char *sender = smtpd_session_sender(s);
+  header_safe(addr, sizeof addr, sender ? sender : "");
+  int n = snprintf(line, sizeof line, "X-Envelope-From: <%s>%s%s%s%s\r\n",
+                   addr,
+                   c->dsn_ret == SMTPD_DSN_RET_FULL   ? "; RET=FULL"
+                   : c->dsn_ret == SMTPD_DSN_RET_HDRS ? "; RET=HDRS"
+                                                      : "",
+                   c->dsn_envid ? "; ENVID=" : "",
+                   c->dsn_envid ? c->dsn_envid : "", "");
+  if (n > 0 && (size_t)n < sizeof line)
+    maildir_write(&c->msg, line, (size_t)n);
+  size_t nr = smtpd_session_recipient_count(s);
+  for (size_t i = 0; i < nr; i++) {
+    const rcpt_info *ri = i < c->nrcpts ? &c->rcpts[i] : NULL;
+    if (ri && ri->refused)
+      continue;
+    char notify[64] = "";
+    if (ri && ri->notify) {
+      static const struct { unsigned bit; const char *name; } names[] = {
+          {SMTPD_DSN_NOTIFY_NEVER, "NEVER"},
+          {SMTPD_DSN_NOTIFY_SUCCESS, "SUCCESS"},
+          {SMTPD_DSN_NOTIFY_FAILURE, "FAILURE"},
+          {SMTPD_DSN_NOTIFY_DELAY, "DELAY"}};
+      strcpy(notify, "; NOTIFY=");
+      int first = 1;
+      for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+        if (ri->notify & names[k].bit) {
+          if (!first)
+            strcat(notify, ",");
+          strcat(notify, names[k].name);
+          first = 0;
+        }
+    }
+    header_safe(addr, sizeof addr, smtpd_session_recipient(s, i));
+    n = snprintf(line, sizeof line, "X-Envelope-To: <%s>%s%s%s\r\n", addr,
+                 notify, ri && ri->orcpt ? "; ORCPT=" : "",
+                 ri && ri->orcpt ? ri->orcpt : "");
+    if (n > 0 && (size_t)n < sizeof line)
+      maildir_write(&c->msg, line, (size_t)n);
+  }
+  if (c->requiretls) {
+    static const char rt[] = "X-Envelope-RequireTLS: yes\r\n";
+    maildir_write(&c->msg, rt, sizeof rt - 1);
+  }
+}
+
 static int begin_message(conn *c) {
   new_queue_id(c);
   if (c->srv->opt.discard)
@@ -579,17 +897,19 @@ static int begin_message(conn *c) {
     return -1;
   }
   maildir_write(&c->msg, rec, make_received(c, rec, sizeof rec));
+  write_envelope(c);
   c->msg.written = 0; /* count the body only */
   return 0;
 }
 
 static smtpd_verdict on_data(smtpd_session *s, void *ud) {
   conn *c = ud;
+  msg_abort(c); /* the spool of a DATA a filter refused */
   if (begin_message(c) != 0) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
-  return SMTPD_ACCEPT;
+  return mg_on_data(c->mg, c->qid);
 }
 
 static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
@@ -618,6 +938,7 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   c->messages++;
   if (!c->srv->opt.quiet) {
     char from[280];
+    session_client_text(c); /* after XCLIENT: the forwarded client */
     logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
            " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
            m->nrecipients, m->size, c->addr);
@@ -628,41 +949,120 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   return SMTPD_ACCEPT;
 }
 
+/* --milter: the filters are asked first (HELO only for them); at the end
+ * of the message they see the spool, and their end-of-message hook
+ * (milter_glue.c) delivers the edited message through on_data_complete. */
+static smtpd_verdict on_helo_milter(smtpd_session *s, const smtpd_helo *h,
+                                    void *ud) {
+  (void)s;
+  return mg_on_helo(((conn *)ud)->mg, h);
+}
+
+static smtpd_verdict on_data_complete_milter(smtpd_session *s,
+                                             const smtpd_message *m,
+                                             void *ud) {
+  (void)s;
+  return mg_on_data_complete(((conn *)ud)->mg, m);
+}
+
+/* --lmtp: the end of a message is answered once per accepted recipient
+ * (RFC 2033 4.2). The file is stored once, when recipient 0 is asked,
+ * if any recipient is to get it (its X-Envelope-To fields name exactly
+ * those); a --reject-rcpt recipient gets 550 5.1.1 here. */
+static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
+                                           const smtpd_message *m,
+                                           size_t index, void *ud) {
+  conn *c = ud;
+  int refused = index < c->nrcpts && c->rcpts[index].refused;
+  char to[280];
+  log_safe(to, sizeof to, m->recipients[index]);
+  if (index == 0) {
+    int wanted = 0;
+    for (size_t i = 0; i < m->nrecipients; i++)
+      wanted += !(i < c->nrcpts && c->rcpts[i].refused);
+    c->lmtp_stored = 0;
+    if (!wanted)
+      msg_abort(c);
+    else if (c->srv->opt.discard)
+      c->lmtp_stored = 1;
+    else if (c->msg.fd >= 0 && maildir_commit(&c->srv->md, &c->msg) == 0)
+      c->lmtp_stored = 1;
+    else {
+      c->lmtp_stored = -1;
+      logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
+             strerror(errno));
+    }
+    c->msg.written = 0;
+    if (c->lmtp_stored == 1)
+      c->messages++;
+    if (!c->srv->opt.quiet) {
+      char from[280];
+      session_client_text(c);
+      logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
+             " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
+             m->nrecipients, m->size, c->addr);
+    }
+  }
+  if (!c->srv->opt.quiet)
+    logmsg("smtpd-maildir: %s: to=<%s> status=%s", c->qid, to,
+           refused                ? "refused"
+           : c->lmtp_stored == 1 ? "delivered"
+                                 : "deferred");
+  if (refused) {
+    smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
+    return SMTPD_REJECT;
+  }
+  if (c->lmtp_stored != 1) {
+    smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
+    return SMTPD_TEMPFAIL;
+  }
+  char text[80];
+  snprintf(text, sizeof text, "Ok: delivered as %s", c->qid);
+  smtpd_session_set_reply(s, 250, "2.0.0", text);
+  return SMTPD_ACCEPT;
+}
+
 static void on_rset(smtpd_session *s, void *ud) {
   (void)s;
   msg_abort(ud);
+  mg_on_rset(((conn *)ud)->mg);
 }
 
 static void on_notice(smtpd_session *s, const smtpd_notice *n, void *ud) {
   (void)s;
-  if (n->type == SMTPD_NOTICE_MESSAGE_ABORTED)
+  if (n->type == SMTPD_NOTICE_MESSAGE_ABORTED) {
     msg_abort(ud); /* too big, bad line endings, ...: drop the tmp file */
+    mg_on_rset(((conn *)ud)->mg);
+  }
 }
 
 static void on_close(smtpd_session *s, smtpd_close_reason r, void *ud) {
   conn *c = ud;
   static const char *const names[] = {
       "?",        "quit",   "rejected", "timeout",  "too many errors",
-      "auth failures", "sync", "http", "shutdown", "resource"};
+      "auth failures", "sync", "http", "shutdown", "resource",
+      "protocol", "proxy"};
   (void)s;
   if (!c->end_reason || r != SMTPD_CLOSE_REJECTED)
     c->end_reason = (unsigned)r < sizeof names / sizeof *names ? names[r]
                                                                 : "?";
   msg_abort(c);
+  mg_on_close(c->mg);
 }
 
-/* STARTTLS is a decision: make this connection's TLS object now. If
- * that fails, the client hears "454 4.7.0 TLS not available due to local
- * problem" and may go on in plaintext. Otherwise the core queues the 220
- * and conn_pump switches to the new object once it is written. */
+/* STARTTLS is a decision: make this connection's TLS object now
+ * (smtpd_tls_session_prepare). If that fails, the client hears "454 4.7.0
+ * TLS not available due to local problem" and may go on in plaintext.
+ * Otherwise the core queues the 220 and the wrapper switches to TLS by
+ * itself once it is written. */
 static smtpd_verdict on_starttls(smtpd_session *s, void *ud) {
   conn *c = ud;
   server *srv = c->srv;
   int fault = srv->fault_tls_new != 0;
+  (void)s;
   if (fault && srv->fault_tls_new > 0)
     srv->fault_tls_new--;
-  if (c->tls || c->tls_next || srv->tls == NULL || fault ||
-      tls_conn_new(&c->tls_next, srv->tls, s, 0) != 0) {
+  if (fault || smtpd_tls_session_prepare(c->ts) != 0) {
     logmsg("smtpd-maildir: STARTTLS refused client=%s: cannot set up TLS%s",
            c->addr, fault ? " (injected fault)" : "");
     return SMTPD_TEMPFAIL;
@@ -731,9 +1131,46 @@ static smtpd_verdict users_verify(smtpd_session *s, const char *mech,
 
 /* ---- listeners, signals, shutdown ------------------------------------- */
 
+/* listen_unix - "unix:PATH": a stream socket at PATH (an old socket file
+ * there is replaced), mode 0666 so a local MTA can connect. */
+static int listen_unix(server *srv, const char *spec, int implicit_tls) {
+  struct sockaddr_un sun;
+  const char *path = spec + 5;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  if (*path == '\0' || strlen(path) >= sizeof sun.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(sun.sun_path, path, strlen(path));
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 ||
+      chmod(path, 0666) != 0 || listen(fd, 1024) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  logmsg("smtpd-maildir: listening on unix:%s%s", path,
+         implicit_tls ? " (implicit TLS)" : "");
+  listener *l = &srv->listeners[srv->nlisteners++];
+  l->type = OBJ_LISTENER;
+  l->fd = fd;
+  l->implicit_tls = implicit_tls;
+  l->unix_path = path;
+  return 0;
+}
+
 static int listen_on(server *srv, const char *spec, int implicit_tls) {
   char host[256];
   const char *port;
+  if (strncmp(spec, "unix:", 5) == 0)
+    return listen_unix(srv, spec, implicit_tls);
   if (spec[0] == '[') { /* [v6]:port */
     const char *end = strchr(spec, ']');
     if (end == NULL || end[1] != ':' || (size_t)(end - spec) > sizeof host)
@@ -801,6 +1238,8 @@ static void begin_shutdown(server *srv) {
   for (int i = 0; i < srv->nlisteners; i++) {
     poller_remove(srv->poll, srv->listeners[i].fd);
     close(srv->listeners[i].fd);
+    if (srv->listeners[i].unix_path)
+      unlink(srv->listeners[i].unix_path);
   }
   srv->nlisteners = 0;
   /* idle sessions get 421 now; busy ones when their transaction ends */
@@ -834,7 +1273,15 @@ static void usage(FILE *f) {
   fprintf(f,
 "usage: smtpd-maildir [options]\n"
 "  --listen ADDR:PORT     listen for SMTP (repeatable; default 127.0.0.1:2525;\n"
-"                         IPv6 as [::1]:2525; port 0 picks a free port)\n"
+"                         IPv6 as [::1]:2525; port 0 picks a free port;\n"
+"                         unix:PATH for a UNIX socket)\n"
+"  --lmtp                 speak LMTP (RFC 2033): LHLO, one reply per recipient\n"
+"  --reject-rcpt ADDR     refuse this recipient (550 5.1.1; with --lmtp at the\n"
+"                         end of the message); repeatable\n"
+"  --xclient-from NETS    accept XCLIENT from these networks (CIDR, comma-\n"
+"                         separated, e.g. 127.0.0.1/32,::1)\n"
+"  --proxy-from NETS      connections from these networks must start with a\n"
+"                         PROXY protocol v1/v2 header\n"
 "  --maildir DIR          deliver into the Maildir DIR (default ./mail)\n"
 "  --discard              accept and throw away every message (benchmarks)\n"
 "  --hostname NAME        our name in the greeting and Received: lines\n"
@@ -845,16 +1292,20 @@ static void usage(FILE *f) {
 "  --shutdown-timeout S   at SIGINT/SIGTERM, wait this long for open\n"
 "                         transactions (default 10)\n"
 "  --quiet                no log line per message\n"
-"  --cert FILE --key FILE offer STARTTLS with this certificate and key%s\n"
+"  --cert FILE --key FILE offer STARTTLS with this certificate and key\n"
 "  --selfsigned           offer STARTTLS with a fresh self-signed certificate\n"
-"  --tls-listen ADDR:PORT listen for implicit TLS (RFC 8314)%s\n"
+"  --tls-listen ADDR:PORT listen for implicit TLS (RFC 8314)\n"
 "  --users FILE           AUTH PLAIN/LOGIN against user:password lines%s\n"
 "  --sasl cyrus[:APP]     AUTH through Cyrus SASL (APP.conf, default smtpd)%s\n"
 "  --sasl-config-dir DIR  where APP.conf is (default: libsasl2's path)\n"
 "  --auth-plaintext       allow AUTH without TLS (testing only)\n"
+"  --milter SPEC          ask this Milter filter (inet:HOST:PORT, unix:PATH;\n"
+"                         repeatable, asked in order)\n"
+"  --milter-default-action accept|tempfail|reject\n"
+"                         when a filter is down or fails (default tempfail)\n"
+"  --milter-timeout S     filter connect/command/content timeout (default\n"
+"                         30/30/300)\n"
 "  --help                 this text\n",
-          tls_available() ? "" : " (not built)",
-          tls_available() ? "" : " (not built)",
 #ifdef SMTPD_HAVE_SASL_BUILTIN
           "",
 #else
@@ -910,7 +1361,9 @@ bad:
 static int parse_options(options *o, int argc, char **argv) {
   enum { O_LISTEN = 256, O_MAILDIR, O_DISCARD, O_HOSTNAME, O_MAXSIZE,
          O_MAXRCPT, O_MAXSESS, O_TIMEOUT, O_SHUTDOWN, O_QUIET, O_CERT, O_KEY,
-         O_TLSLISTEN, O_USERS, O_SASL, O_AUTHPLAIN, O_SELFSIGNED, O_SASLDIR, O_HELP };
+         O_TLSLISTEN, O_USERS, O_SASL, O_AUTHPLAIN, O_SELFSIGNED, O_SASLDIR, O_HELP,
+         O_LMTP, O_REJECTRCPT, O_XCLIENTFROM, O_PROXYFROM,
+         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT };
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"maildir", required_argument, NULL, O_MAILDIR},
@@ -931,6 +1384,13 @@ static int parse_options(options *o, int argc, char **argv) {
       {"selfsigned", no_argument, NULL, O_SELFSIGNED},
       {"sasl-config-dir", required_argument, NULL, O_SASLDIR},
       {"help", no_argument, NULL, O_HELP},
+      {"lmtp", no_argument, NULL, O_LMTP},
+      {"reject-rcpt", required_argument, NULL, O_REJECTRCPT},
+      {"xclient-from", required_argument, NULL, O_XCLIENTFROM},
+      {"proxy-from", required_argument, NULL, O_PROXYFROM},
+      {"milter", required_argument, NULL, O_MILTER},
+      {"milter-default-action", required_argument, NULL, O_MILTER_ACTION},
+      {"milter-timeout", required_argument, NULL, O_MILTER_TIMEOUT},
       {NULL, 0, NULL, 0}};
   o->maildir = "./mail";
   o->shutdown_s = 10;
@@ -977,6 +1437,18 @@ static int parse_options(options *o, int argc, char **argv) {
     case O_SELFSIGNED: o->selfsigned = 1; break;
     case O_SASLDIR: o->sasl_config_dir = optarg; break;
     case O_HELP: usage(stdout); exit(0);
+    case O_LMTP: o->lmtp = 1; break;
+    case O_REJECTRCPT:
+      if (o->nreject_rcpt == MAX_LISTENERS) return -1;
+      o->reject_rcpt[o->nreject_rcpt++] = optarg;
+      break;
+    case O_XCLIENTFROM: o->xclient_from = optarg; break;
+    case O_PROXYFROM: o->proxy_from = optarg; break;
+    case O_MILTER: /* MG_OPT_MILTER, _ACTION, _TIMEOUT: the same order */
+    case O_MILTER_ACTION:
+    case O_MILTER_TIMEOUT:
+      if (mg_option(&o->milter, ch - O_MILTER, optarg) != 0) return -1;
+      break;
     default: return -1;
     }
   }
@@ -1008,17 +1480,50 @@ static int configure(server *srv) {
                              (uint32_t)o->timeout_s * 1000u);
   }
   if (o->cert || o->selfsigned) {
-    if (tls_server_new(&srv->tls, o->cert, o->key,
-                       o->hostname) != 0) {
-      fprintf(stderr, "smtpd-maildir: cannot set up TLS%s%s%s%s\n",
+    int rc = smtpd_tls_ctx_new(&srv->tls, NULL);
+    if (rc == 0)
+      rc = o->cert ? smtpd_tls_ctx_set_cert_files(srv->tls, o->cert, o->key)
+                   : smtpd_tls_ctx_set_selfsigned(srv->tls, o->hostname);
+    if (rc != 0) {
+      fprintf(stderr, "smtpd-maildir: cannot set up TLS%s%s%s%s: %s\n",
               o->cert ? " with " : "", o->cert ? o->cert : "",
-              o->cert ? " and " : "", o->cert ? o->key : "");
+              o->cert ? " and " : "", o->cert ? o->key : "",
+              srv->tls && *smtpd_tls_ctx_error(srv->tls)
+                  ? smtpd_tls_ctx_error(srv->tls)
+                  : smtpd_strerror(rc));
       return -1;
     }
     smtpd_config_set_option(srv->cfg, SMTPD_OPT_STARTTLS, 1);
   }
   if (o->auth_plaintext)
     smtpd_config_set_option(srv->cfg, SMTPD_OPT_AUTH_PLAINTEXT, 1);
+  /* every extension this program can serve (SIZE, PIPELINING, 8BITMIME
+   * and ENHANCEDSTATUSCODES are on by default): the message is stored as
+   * it came, so binary bodies, UTF-8 addresses and DSN requests are kept;
+   * REQUIRETLS is advertised only under TLS */
+  smtpd_config_set_option(srv->cfg, SMTPD_OPT_SMTPUTF8, 1);
+  smtpd_config_set_option(srv->cfg, SMTPD_OPT_CHUNKING, 1);
+  smtpd_config_set_option(srv->cfg, SMTPD_OPT_BINARYMIME, 1);
+  smtpd_config_set_option(srv->cfg, SMTPD_OPT_DSN, 1);
+  smtpd_config_set_option(srv->cfg, SMTPD_OPT_LIMITS, 1);
+  if (srv->tls)
+    smtpd_config_set_option(srv->cfg, SMTPD_OPT_REQUIRETLS, 1);
+  if (o->lmtp)
+    smtpd_config_set_option(srv->cfg, SMTPD_OPT_LMTP, 1);
+  if (o->xclient_from) {
+    if (parse_nets(o->xclient_from, srv->xclient_nets,
+                   &srv->nxclient_nets) != 0) {
+      fprintf(stderr, "smtpd-maildir: bad --xclient-from %s\n",
+              o->xclient_from);
+      return -1;
+    }
+    smtpd_config_set_option(srv->cfg, SMTPD_OPT_XCLIENT, 1);
+  }
+  if (o->proxy_from &&
+      parse_nets(o->proxy_from, srv->proxy_nets, &srv->nproxy_nets) != 0) {
+    fprintf(stderr, "smtpd-maildir: bad --proxy-from %s\n", o->proxy_from);
+    return -1;
+  }
   if (!o->discard && maildir_open(&srv->md, o->maildir) != 0) {
     fprintf(stderr, "smtpd-maildir: cannot use maildir %s: %s\n", o->maildir,
             strerror(errno));
@@ -1028,6 +1533,10 @@ static int configure(server *srv) {
   srv->cb.version = SMTPD_CALLBACKS_VERSION;
   srv->cb.on_connect = on_connect;
   srv->cb.on_mail = on_mail;
+  srv->cb.on_rcpt = on_rcpt;
+  srv->cb.on_xclient = on_xclient;
+  if (o->lmtp)
+    srv->cb.on_data_complete_rcpt = on_data_complete_rcpt;
   srv->cb.on_data = on_data;
   srv->cb.on_body = on_body;
   srv->cb.on_data_complete = on_data_complete;
@@ -1035,8 +1544,25 @@ static int configure(server *srv) {
   srv->cb.on_notice = on_notice;
   srv->cb.on_close = on_close;
   srv->cb.on_starttls = on_starttls;
+  if (mg_server_new(&srv->mg, &o->milter, o->discard ? "--discard"
+                                          : o->lmtp  ? "--lmtp"
+                                                     : NULL) != 0)
+    return -1;
+  if (srv->mg) { /* --milter: the filters decide first */
+    srv->cb.on_helo = on_helo_milter;
+    srv->cb.on_data_complete = on_data_complete_milter;
+  }
   return 0;
 }
+
+#ifdef SMTPD_HAVE_CYRUS
+/* libsasl2's own messages (errors and warnings only) go to our log. */
+static void cyrus_log(int level, const char *msg, void *ctx) {
+  (void)ctx;
+  if (level <= 2) /* SASL_LOG_ERR, SASL_LOG_FAIL */
+    logmsg("smtpd-maildir: sasl: %s", msg);
+}
+#endif
 
 static int setup_auth(server *srv, user_table *users) {
   options *o = &srv->opt;
@@ -1064,8 +1590,19 @@ static int setup_auth(server *srv, user_table *users) {
       return -1;
     }
     const char *app = o->sasl[5] == ':' ? o->sasl + 6 : "smtpd";
-    if (sasl_cyrus_backend(&srv->sasl, app, o->sasl_config_dir,
-                           o->auth_plaintext) != 0) {
+#ifdef SMTPD_HAVE_CYRUS
+    smtpd_sasl_cyrus_options co;
+    smtpd_sasl_cyrus_options_init(&co);
+    co.appname = app;
+    co.config_dir = o->sasl_config_dir;
+    co.log = cyrus_log;
+    co.allow_plaintext = o->auth_plaintext;
+    int rc = smtpd_sasl_cyrus_new(&srv->sasl, NULL, &co);
+#else
+    int rc = SMTPD_ERR_UNSUPPORTED;
+    (void)app;
+#endif
+    if (rc != 0) {
       fprintf(stderr, "smtpd-maildir: --sasl %s: not available\n", o->sasl);
       return -1;
     }
@@ -1148,6 +1685,8 @@ int main(int argc, char **argv) {
           ;
         stop = 1; /* after this batch: it may close connections that
                      still have events in it */
+      } else if (type == MG_OBJ_MILTER) {
+        mg_event(ev[i].ptr, ev[i].events); /* its session: mg_next below */
       } else {
         conn_event(ev[i].ptr, ev[i].events);
       }
@@ -1169,7 +1708,12 @@ int main(int argc, char **argv) {
         srv->listeners_paused = 0;
       }
       shutdown_step(srv, now);
+      mg_tick(srv->mg, now);
     }
+    /* sessions whose filters moved (or were asked): settle the filter
+     * sockets, then the session, after every other event of the round */
+    for (void *o; (o = mg_next(srv->mg)) != NULL;)
+      conn_pump(o);
   }
   logmsg("smtpd-maildir: stopped");
   poller_del(srv->poll);
@@ -1177,9 +1721,10 @@ int main(int argc, char **argv) {
   close(sp[1]);
   if (!srv->opt.discard)
     maildir_close(&srv->md);
-  tls_server_del(srv->tls);
+  smtpd_tls_ctx_del(srv->tls); /* after every connection is gone */
   smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
   users_free(&users);
+  mg_server_del(srv->mg); /* after every connection is gone */
   smtpd_config_del(srv->cfg);
   free(srv);
   return 0;

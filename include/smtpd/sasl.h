@@ -108,8 +108,9 @@ SMTPD_API void smtpd_sasl_backend_del(smtpd_sasl_backend *backend);
 
 /* The host's password check. Returns an smtpd_verdict: ACCEPT, REJECT,
  * TEMPFAIL, or DEFER (then answer later with smtpd_session_resume); any
- * other value counts as REJECT. password is not NUL-terminated inside;
- * use password_len. */
+ * other value counts as REJECT. password is a NUL-terminated copy of
+ * password_len octets (never containing a NUL), wiped and freed when the
+ * callback returns: a host that defers copies what it needs. */
 typedef smtpd_verdict (*smtpd_sasl_verify_fn)(smtpd_session *s,
                                               const char *mechanism,
                                               const char *authcid,

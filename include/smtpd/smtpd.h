@@ -38,9 +38,9 @@ extern "C" {
 /* ---- version ---------------------------------------------------------- */
 
 #define SMTPD_VERSION_MAJOR 0
-#define SMTPD_VERSION_MINOR 2
+#define SMTPD_VERSION_MINOR 3
 #define SMTPD_VERSION_PATCH 0
-#define SMTPD_VERSION_STRING "0.2.0"
+#define SMTPD_VERSION_STRING "0.3.0"
 /* 0xMMmmpp */
 #define SMTPD_VERSION_NUM \
   ((SMTPD_VERSION_MAJOR << 16) | (SMTPD_VERSION_MINOR << 8) | SMTPD_VERSION_PATCH)
@@ -157,6 +157,11 @@ typedef enum smtpd_limit {
   SMTPD_LIMIT_AUTH_LINE,     /* AUTH response line octets; default 12288 */
   SMTPD_LIMIT_OUTPUT,        /* queued reply octets before input stops
                                 being read; default 65536 */
+  SMTPD_LIMIT_TRANSACTIONS,  /* MAIL commands accepted per session; 0 =
+                                unlimited (default); LIMITS MAILMAX */
+  SMTPD_LIMIT_SOFT_ERRORS,   /* client errors after which each error
+                                reply is delayed (SMTPD_TIMEOUT_TARPIT);
+                                default 10 */
   SMTPD_LIMIT_COUNT_
 } smtpd_limit;
 
@@ -164,6 +169,16 @@ typedef enum smtpd_timeout {
   SMTPD_TIMEOUT_NONE = 0,    /* no client timeout applies (host is busy) */
   SMTPD_TIMEOUT_COMMAND,     /* waiting for a command; default 300 s */
   SMTPD_TIMEOUT_DATA,        /* waiting for body data; default 180 s */
+  /* deadlines (smtpd_session_deadline), absolute, so trickling does not
+   * extend them: */
+  SMTPD_TIMEOUT_LINE,        /* one command line, from its first octet to
+                                its end; default 60 s */
+  SMTPD_TIMEOUT_MESSAGE,     /* one message's data, from DATA (or the
+                                first BDAT) to its end; default 1800 s */
+  /* not a client timeout: how long an error reply is held back
+   * (smtpd_session_reply_delay) after a failed AUTH and after each error
+   * beyond SMTPD_LIMIT_SOFT_ERRORS; default 1000 ms, 0 = never */
+  SMTPD_TIMEOUT_TARPIT,
   SMTPD_TIMEOUT_COUNT_
 } smtpd_timeout;
 
@@ -182,6 +197,19 @@ typedef enum smtpd_option {
   SMTPD_OPT_REPLY_PER_RCPT,      /* default off: the end of a message is
                                     answered once per accepted recipient,
                                     in order (LMTP, RFC 2033 4.2) */
+  SMTPD_OPT_CHUNKING,            /* default off: BDAT (RFC 3030) */
+  SMTPD_OPT_BINARYMIME,          /* default off: BODY=BINARYMIME with BDAT
+                                    (RFC 3030; needs CHUNKING) */
+  SMTPD_OPT_DSN,                 /* default off: RET, ENVID, NOTIFY, ORCPT
+                                    (RFC 3461) decoded and validated */
+  SMTPD_OPT_REQUIRETLS,          /* default off: REQUIRETLS (RFC 8689),
+                                    advertised and accepted under TLS */
+  SMTPD_OPT_LIMITS,              /* default off: advertise LIMITS (RFC
+                                    9422) from the limits enforced */
+  SMTPD_OPT_LMTP,                /* default off: LMTP (RFC 2033): LHLO, no
+                                    HELO/EHLO, one reply per recipient */
+  SMTPD_OPT_XCLIENT,             /* default off: the XCLIENT command
+                                    (decided by on_xclient) */
   SMTPD_OPT_COUNT_
 } smtpd_option;
 
@@ -219,7 +247,9 @@ SMTPD_API void smtpd_config_del(smtpd_config *cfg);
  * replies (copied; printable ASCII, no spaces). Default "localhost". */
 SMTPD_API int smtpd_config_set_hostname(smtpd_config *cfg, const char *name);
 /* smtpd_config_set_banner - greeting text after the hostname (copied).
- * Default "ESMTP". */
+ * Default "ESMTP". The greeting line, "220 <hostname> <banner>" CRLF,
+ * must fit in 512 octets (RFC 5321 4.5.3.1.5): a hostname or banner that
+ * would make it longer is refused with SMTPD_ERR_INVALID_ARGUMENT. */
 SMTPD_API int smtpd_config_set_banner(smtpd_config *cfg, const char *text);
 SMTPD_API int smtpd_config_set_limit(smtpd_config *cfg, smtpd_limit which,
                                      uint64_t value);
@@ -318,8 +348,20 @@ typedef struct smtpd_param {
 typedef enum smtpd_body_type {
   SMTPD_BODY_UNSPECIFIED = 0,
   SMTPD_BODY_7BIT,
-  SMTPD_BODY_8BITMIME
+  SMTPD_BODY_8BITMIME,
+  SMTPD_BODY_BINARYMIME  /* only with BDAT */
 } smtpd_body_type;
+
+/* RFC 3461 RET= and NOTIFY= (SMTPD_OPT_DSN). */
+typedef enum smtpd_dsn_ret {
+  SMTPD_DSN_RET_UNSPECIFIED = 0,
+  SMTPD_DSN_RET_FULL,
+  SMTPD_DSN_RET_HDRS
+} smtpd_dsn_ret;
+#define SMTPD_DSN_NOTIFY_NEVER 0x1u
+#define SMTPD_DSN_NOTIFY_SUCCESS 0x2u
+#define SMTPD_DSN_NOTIFY_FAILURE 0x4u
+#define SMTPD_DSN_NOTIFY_DELAY 0x8u
 
 typedef struct smtpd_mail {
   const char *address;   /* "" for the null reverse-path <> */
@@ -333,6 +375,10 @@ typedef struct smtpd_mail {
   int auth_trusted;      /* session is authenticated, so AUTH= may be used */
   const smtpd_param *params; /* every parameter, in order */
   size_t nparams;
+  /* since 0.2 */
+  smtpd_dsn_ret dsn_ret;  /* RET= */
+  const char *dsn_envid;  /* ENVID= xtext-decoded, NULL if absent */
+  int requiretls;         /* REQUIRETLS given (only accepted under TLS) */
 } smtpd_mail;
 
 typedef struct smtpd_rcpt {
@@ -342,6 +388,10 @@ typedef struct smtpd_rcpt {
   const smtpd_param *params;
   size_t nparams;
   size_t index;          /* recipients already accepted in this transaction */
+  /* since 0.2 */
+  unsigned dsn_notify;        /* SMTPD_DSN_NOTIFY_* bits; 0 if absent */
+  const char *dsn_orcpt_type; /* ORCPT= address type ("rfc822"), or NULL */
+  const char *dsn_orcpt;      /* ORCPT= address, xtext-decoded, or NULL */
 } smtpd_rcpt;
 
 typedef struct smtpd_message {
@@ -349,7 +399,17 @@ typedef struct smtpd_message {
   const char *sender;      /* as in smtpd_mail.address */
   const char *const *recipients;
   size_t nrecipients;
+  /* since 0.2 */
+  int chunked;             /* received with BDAT */
+  smtpd_body_type body;    /* MAIL's BODY= */
 } smtpd_message;
+
+/* XCLIENT attributes (Postfix XCLIENT_README), xtext-decoded; NULL when
+ * not given; "[UNAVAILABLE]" / "[TEMPUNAVAIL]" are passed as they are. */
+typedef struct smtpd_xclient {
+  const char *name, *addr, *port, *proto, *helo, *login, *destaddr,
+      *destport;
+} smtpd_xclient;
 
 /* A host-registered verb (smtpd_config_add_command). */
 typedef struct smtpd_command {
@@ -390,7 +450,9 @@ typedef enum smtpd_close_reason {
   SMTPD_CLOSE_SYNC,        /* early talker / pipelining violation */
   SMTPD_CLOSE_HTTP,        /* HTTP or header line as command */
   SMTPD_CLOSE_HOST,        /* smtpd_session_close() */
-  SMTPD_CLOSE_RESOURCE     /* out of memory */
+  SMTPD_CLOSE_RESOURCE,    /* out of memory */
+  SMTPD_CLOSE_PROTOCOL,    /* input that cannot be framed (a bad BDAT) */
+  SMTPD_CLOSE_PROXY        /* PROXY header missing or malformed */
 } smtpd_close_reason;
 
 /* TLS parameters the host reports after a handshake (strings copied). */
@@ -418,8 +480,9 @@ typedef struct smtpd_tls_info {
  *  version 1 (0.1): on_connect .. on_close; on_starttls was a
  *                   notification (void) fired after the 220 was queued
  *  version 2 (0.2): on_command, on_data_complete_rcpt; on_starttls is a
- *                   decision */
-#define SMTPD_CALLBACKS_VERSION 2
+ *                   decision
+ *  version 3 (0.3): on_xclient */
+#define SMTPD_CALLBACKS_VERSION 3
 typedef struct smtpd_callbacks {
   unsigned version; /* SMTPD_CALLBACKS_VERSION */
   /* decisions */
@@ -473,7 +536,19 @@ typedef struct smtpd_callbacks {
   smtpd_verdict (*on_data_complete_rcpt)(smtpd_session *s,
                                          const smtpd_message *msg,
                                          size_t index, void *ud);
+  /* ---- version 3 ---- */
+  /* XCLIENT (SMTPD_OPT_XCLIENT): ACCEPT only for trusted clients; the
+   * core then takes the attributes (client address and name, HELO, AUTH
+   * login), forgets HELO and the transaction, and greets again. Default
+   * and NULL: "550 5.7.0 Error: insufficient authorization". */
+  smtpd_verdict (*on_xclient)(smtpd_session *s, const smtpd_xclient *x,
+                              void *ud);
 } smtpd_callbacks;
+
+/* smtpd_callbacks_size - how many octets of smtpd_callbacks a version had
+ * (0 for a version this library does not know): for code that copies or
+ * wraps a host's callbacks as the session does. */
+SMTPD_API size_t smtpd_callbacks_size(unsigned version);
 
 /* ---- session ---------------------------------------------------------- */
 
@@ -501,6 +576,15 @@ SMTPD_API int smtpd_session_set_client(smtpd_session *s, const char *addr,
  * byte (RFC 8314): the greeting waits for smtpd_session_tls_established().
  * Call before start. */
 SMTPD_API int smtpd_session_set_implicit_tls(smtpd_session *s);
+
+/* smtpd_session_set_proxy - the connection comes through a proxy that
+ * sends a PROXY protocol header (v1 or v2, HAProxy's spec) first. The
+ * session reads it before anything else; its source address and port
+ * become the client's (smtpd_session_client_addr/port), then the greeting
+ * is queued. A connection whose first octets are not a valid header
+ * (missing, malformed, truncated by EOF, v1 over 107 octets, v2 over 1024)
+ * is closed without a reply (SMTPD_CLOSE_PROXY). Call before start. */
+SMTPD_API int smtpd_session_set_proxy(smtpd_session *s);
 
 /* smtpd_session_start - run on_connect and queue the greeting (or 554 and
  * close when rejected). May leave the session paused. */
@@ -576,6 +660,24 @@ SMTPD_API int smtpd_session_set_effects(smtpd_session *s, unsigned effects);
  * input arrives. kind may be NULL. */
 SMTPD_API uint32_t smtpd_session_timeout(const smtpd_session *s,
                                          smtpd_timeout *kind);
+/* smtpd_session_deadline - the absolute deadline in force now, in
+ * milliseconds (0: none), its kind (SMTPD_TIMEOUT_LINE while a command
+ * line is being received, SMTPD_TIMEOUT_MESSAGE while a message's data
+ * is) and *epoch, a number that changes whenever a new deadline period
+ * begins. The host starts one timer when it sees a new epoch and does
+ * not restart it on input; when it fires, it calls
+ * smtpd_session_timeout_expired. kind and epoch may be NULL. */
+SMTPD_API uint32_t smtpd_session_deadline(const smtpd_session *s,
+                                          smtpd_timeout *kind,
+                                          uint64_t *epoch);
+/* smtpd_session_reply_delay - tarpitting: how long (ms) the host should
+ * hold back the output queued now before writing it (0: write at once);
+ * *epoch (may be NULL) changes with each new delay. Set after a failed
+ * AUTH and after each error beyond SMTPD_LIMIT_SOFT_ERRORS; it never
+ * blocks the session or other sessions, the host just waits to write. */
+SMTPD_API uint32_t smtpd_session_reply_delay(const smtpd_session *s,
+                                             uint64_t *epoch);
+
 /* smtpd_session_timeout_expired - the host's timer ran out: queues
  * "421 4.4.2 <host> Error: timeout exceeded" and closes. */
 SMTPD_API int smtpd_session_timeout_expired(smtpd_session *s);
@@ -598,6 +700,15 @@ SMTPD_API const char *smtpd_session_helo_safe(const smtpd_session *s);
 SMTPD_API int smtpd_session_is_esmtp(const smtpd_session *s);
 SMTPD_API const char *smtpd_session_client_addr(const smtpd_session *s);
 SMTPD_API const char *smtpd_session_client_rdns(const smtpd_session *s);
+/* the client's port: from a PROXY header, XCLIENT or
+ * smtpd_session_set_client_port; 0 when unknown */
+SMTPD_API unsigned smtpd_session_client_port(const smtpd_session *s);
+SMTPD_API int smtpd_session_set_client_port(smtpd_session *s, unsigned port);
+/* the protocol name for Received: "SMTP", "ESMTP" or "LMTP" (from the
+ * greeting command; an XCLIENT PROTO= overrides) */
+SMTPD_API const char *smtpd_session_protocol(const smtpd_session *s);
+/* this transaction's MAIL asked for REQUIRETLS */
+SMTPD_API int smtpd_session_requiretls(const smtpd_session *s);
 /* NULL when the session is not encrypted. */
 SMTPD_API const smtpd_tls_info *smtpd_session_tls(const smtpd_session *s);
 /* NULL when not authenticated. */
@@ -612,6 +723,25 @@ SMTPD_API const char *smtpd_session_recipient(const smtpd_session *s,
 SMTPD_API int smtpd_session_smtputf8(const smtpd_session *s);
 
 /* ---- helpers ---------------------------------------------------------- */
+
+/* A PROXY protocol header (smtpd_proxy_parse). */
+typedef struct smtpd_proxy_info {
+  int version;       /* 1 or 2 */
+  int local;         /* v2 LOCAL / v1 UNKNOWN: no address to take */
+  int family;        /* 4, 6 or 0 (unix or unspecified) */
+  char src_addr[46]; /* text form, "" when local */
+  char dst_addr[46];
+  unsigned src_port, dst_port;
+} smtpd_proxy_info;
+
+/* smtpd_proxy_parse - parse a PROXY v1/v2 header at the start of buf.
+ * Returns its length in octets (> 0) when complete and valid, 0 when more
+ * input is needed (never more than 1024 + 16 octets in all), or
+ * SMTPD_ERR_INVALID_ARGUMENT when it is malformed or too long. For hosts
+ * that must read the header before anything else (implicit TLS);
+ * smtpd_session_set_proxy uses it. */
+SMTPD_API ptrdiff_t smtpd_proxy_parse(const void *buf, size_t len,
+                                      smtpd_proxy_info *out);
 
 /* smtpd_neuter - copy src into dst (cap > 0, always NUL-terminated),
  * replacing controls, non-ASCII and ` <>()\\";@` with '?'. Returns the

@@ -7,9 +7,15 @@
  * smtpd_session_output/consume, so one event loop serves plain and
  * encrypted connections alike. This header does not include GnuTLS's.
  *
- *   smtpd_tls_ctx   server credentials and settings, shared by many
- *                   connections (and threads, once configured)
- *   smtpd_tls_conn  one TLS connection (STARTTLS or implicit TLS)
+ *   smtpd_tls_ctx      server credentials and settings, shared by many
+ *                      connections (and threads, once configured)
+ *   smtpd_tls_conn     one TLS connection (STARTTLS or implicit TLS), the
+ *                      building block
+ *   smtpd_tls_session  one client connection: an smtpd_session with TLS
+ *                      composed in front of it, driven with the same
+ *                      feed/output/consume/want/done calls as a plain
+ *                      session, so one host loop serves plaintext,
+ *                      STARTTLS and implicit TLS
  *
  * Functions returning int give 0 (SMTPD_OK), a positive SMTPD_TLS_AGAIN
  * where stated, or a negative smtpd_error. See docs/tls.md for the host
@@ -206,6 +212,151 @@ SMTPD_API int smtpd_tls_conn_info(smtpd_tls_conn *c, smtpd_tls_info *out);
  * failure: write the output, which may hold an alert, and close; or what
  * a session call returned). */
 SMTPD_API int smtpd_tls_conn_pump(smtpd_tls_conn *c, smtpd_session *s);
+
+/* ---- the TLS-wrapped session ---------------------------------------------
+ *
+ * An smtpd_tls_session sits between the socket and an smtpd_session and
+ * does everything docs/tls.md describes for a host that drives TLS by
+ * hand: plaintext before STARTTLS, the switch to TLS once the "220 Ready
+ * to start TLS" was written, the handshake and its report to the session
+ * (smtpd_session_tls_established), encryption of the replies,
+ * close_notify after the last one (or in answer to the client's), and
+ * the end-of-session rule under TLS.
+ * Its calls have the shape of the session's: the host feeds it the raw
+ * socket bytes (plaintext or ciphertext, it need not know which), writes
+ * what smtpd_tls_session_output gives, and closes the connection when
+ * smtpd_tls_session_is_done() says so. Without a TLS context it is a
+ * plain session with the same calls.
+ *
+ * Ownership: the wrapper borrows the session and the context (both must
+ * outlive it) and owns the TLS connection it makes. Delete it with
+ * smtpd_tls_session_del before or after the session, but make no call on
+ * it once the session is gone. Its own memory comes from the context's
+ * smtpd_mem (libc without a context). One thread at a time, like the
+ * session. Do not call feed, eof, output or timeout_expired from inside
+ * a callback of the session (when the wrapper itself ran it, feed, eof
+ * and timeout_expired return SMTPD_ERR_INVALID_STATE and output moves
+ * nothing); smtpd_tls_session_prepare is meant to be called from
+ * on_starttls. See docs/tls.md, "The TLS-wrapped session". */
+
+typedef struct smtpd_tls_session smtpd_tls_session;
+
+typedef enum smtpd_tls_mode {
+  SMTPD_TLS_STARTTLS = 0, /* plaintext first; TLS after an accepted
+                             STARTTLS (ctx may be NULL: plaintext only) */
+  SMTPD_TLS_IMPLICIT      /* TLS from the first byte (RFC 8314, port 465) */
+} smtpd_tls_mode;
+
+/* smtpd_tls_session_new - wrap session s, made with smtpd_session_new;
+ * start it after this call (required for implicit TLS, which must be set
+ * before start). ctx: the credentials for this connection's TLS, NULL
+ * for none (then only SMTPD_TLS_STARTTLS, and STARTTLS must stay off in
+ * the config). SMTPD_TLS_IMPLICIT calls smtpd_session_set_implicit_tls(s)
+ * and makes the TLS connection now. *out and s are untouched on failure
+ * (SMTPD_ERR_INVALID_ARGUMENT; SMTPD_ERR_INVALID_STATE when ctx has no
+ * certificate, or for implicit TLS when s was already started;
+ * SMTPD_ERR_NOMEM). */
+SMTPD_API int smtpd_tls_session_new(smtpd_tls_session **out, smtpd_session *s,
+                                    smtpd_tls_ctx *ctx, smtpd_tls_mode mode);
+/* smtpd_tls_session_del - free the wrapper and its TLS connection (NULL
+ * is a no-op). The session is not touched. Sends nothing. */
+SMTPD_API void smtpd_tls_session_del(smtpd_tls_session *ts);
+
+/* smtpd_tls_session_session - the wrapped session (for smtpd_session_*
+ * calls: start, resume, close, set_reply, the accessors). */
+SMTPD_API smtpd_session *smtpd_tls_session_session(const smtpd_tls_session *ts);
+
+/* smtpd_tls_session_prepare - STARTTLS is about to be accepted: make the
+ * TLS connection now, so that a failure can still be answered. Call it
+ * from on_starttls (or while that decision is deferred, before resuming)
+ * and return SMTPD_TEMPFAIL when it fails: the client gets "454 4.7.0
+ * TLS not available due to local problem" and the session goes on in
+ * plaintext. 0 when the connection is ready (also when it already was);
+ * SMTPD_ERR_INVALID_STATE without a context or once TLS is running;
+ * SMTPD_ERR_NOMEM. A STARTTLS accepted without it gets its connection
+ * made at the switch; if that fails the client has its 220 already, so
+ * the connection ends (smtpd_tls_session_error says why). An object
+ * prepared for a STARTTLS that was then refused is freed. */
+SMTPD_API int smtpd_tls_session_prepare(smtpd_tls_session *ts);
+
+/* smtpd_tls_session_feed - raw bytes read from the socket. Returns how
+ * many were taken (keep the rest and feed it again when
+ * smtpd_tls_session_want_read() says so), or a negative error: a fatal
+ * one from the session (SMTPD_ERR_NOMEM, SMTPD_ERR_CALLBACK_FAILURE; its
+ * 421 may still be written), or SMTPD_ERR_INVALID_ARGUMENT /
+ * SMTPD_ERR_INVALID_STATE (after smtpd_tls_session_eof, inside a
+ * callback). Before the switch the bytes go to smtpd_session_feed (after
+ * an accepted STARTTLS the session discards them); after it they are
+ * ciphertext: the handshake is driven, records are decrypted into the
+ * session, its replies encrypted. A TLS failure is not an error of this
+ * call: the bytes are taken and dropped, the output holds the alert, and
+ * smtpd_tls_session_is_done() follows once it is written. */
+SMTPD_API ptrdiff_t smtpd_tls_session_feed(smtpd_tls_session *ts,
+                                           const void *data, size_t len);
+/* smtpd_tls_session_eof - the socket reached end of file (read returned
+ * 0): no more input. Call it once everything read before was fed (feed
+ * refuses more afterwards with SMTPD_ERR_INVALID_STATE); a loop that
+ * reads only when it keeps nothing does that. Under TLS an unfinished
+ * handshake or record then fails. What was fed before is still answered;
+ * once nothing is left to write the connection is done (never while the
+ * session is paused). */
+SMTPD_API int smtpd_tls_session_eof(smtpd_tls_session *ts);
+
+/* smtpd_tls_session_output - bytes to write to the socket (plaintext
+ * before the switch, ciphertext after): *data points at them (valid
+ * until the next call on the wrapper or its session), the count is
+ * returned, 0 when nothing waits. Under TLS it first moves what is
+ * waiting inside: encrypts the session's replies, delivers decrypted
+ * input the session could not take before (it may therefore run the
+ * session's callbacks), queues close_notify. Call it after every event,
+ * including smtpd_session_resume/close. smtpd_tls_session_consume marks n
+ * octets written; the switch to TLS happens when the last octet of the
+ * 220 is consumed. */
+SMTPD_API size_t smtpd_tls_session_output(smtpd_tls_session *ts,
+                                          const uint8_t **data);
+SMTPD_API int smtpd_tls_session_consume(smtpd_tls_session *ts, size_t n);
+
+/* smtpd_tls_session_want_read - read the socket now (the session wants
+ * input and, under TLS, the connection has room and is still open).
+ * smtpd_tls_session_want_write - call smtpd_tls_session_output and write:
+ * there are bytes, or work that output() will turn into bytes. Neither
+ * says the connection is over: a paused session wants neither. */
+SMTPD_API int smtpd_tls_session_want_read(const smtpd_tls_session *ts);
+SMTPD_API int smtpd_tls_session_want_write(const smtpd_tls_session *ts);
+
+/* smtpd_tls_session_is_done - close the connection and delete the
+ * wrapper and the session. True when nothing is left to write (under TLS:
+ * the last reply and close_notify, or the alert, are out) and either the
+ * session is done (smtpd_session_is_done), or TLS ended (failure, the
+ * client's close_notify, the connection could not be made), or the
+ * client's end of file was reported, or the session closed before its
+ * TLS handshake, or smtpd_tls_session_timeout_expired gave up on a client
+ * that does not read. Never true while the session is paused (resume it
+ * first, whatever happened to the connection). */
+SMTPD_API int smtpd_tls_session_is_done(const smtpd_tls_session *ts);
+
+/* smtpd_tls_session_timeout - which timer applies now and its length in
+ * milliseconds: the session's (smtpd_session_timeout), or, while only
+ * ciphertext is left to write, SMTPD_TIMEOUT_COMMAND with the session's
+ * command timeout. Restart the timer whenever input is taken. kind may be
+ * NULL. smtpd_tls_session_timeout_expired - the timer ran out: the
+ * session answers "421 4.4.2 ... timeout exceeded" and closes; if it was
+ * closing already (the client does not read its last reply), or the
+ * client went away or TLS ended (what is left cannot be delivered), the
+ * wrapper gives up and is done at once. */
+SMTPD_API uint32_t smtpd_tls_session_timeout(const smtpd_tls_session *ts,
+                                             smtpd_timeout *kind);
+SMTPD_API int smtpd_tls_session_timeout_expired(smtpd_tls_session *ts);
+
+/* smtpd_tls_session_is_tls - the handshake completed: the session is
+ * encrypted (smtpd_session_tls() then holds the parameters). */
+SMTPD_API int smtpd_tls_session_is_tls(const smtpd_tls_session *ts);
+/* smtpd_tls_session_error - why the connection ended other than by the
+ * session's own rule, for logs: the TLS failure ("TLS handshake failed:
+ * ..."), "client closed the TLS session (close_notify)", "cannot set up
+ * TLS: ...", a fatal session error, "client did not read". "" when
+ * nothing of the kind happened. Valid while the wrapper lives. */
+SMTPD_API const char *smtpd_tls_session_error(const smtpd_tls_session *ts);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,11 @@
  *   smtpd_tls_conn_bye                     close_notify
  *   smtpd_tls_conn_error / _info           reason, parameters
  *   smtpd_tls_conn_pump                    connection <-> session
+ *   smtpd_tls_session_*                    the TLS-wrapped session: one
+ *                                          feed/output/consume/done loop
+ *                                          for plaintext, STARTTLS and
+ *                                          implicit TLS (the switch, the
+ *                                          pump, the end-of-session rule)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -1039,6 +1044,10 @@ int smtpd_tls_conn_pump(smtpd_tls_conn *c, smtpd_session *s)
       if (c->plain_off == c->plain_len)
         c->plain_off = c->plain_len = 0;
     }
+    /* replies to what was just fed go out before more is decrypted: a
+     * read that fails (truncation at end of file) then loses none */
+    if (progress)
+      continue;
     /* 3. decrypt more once the session took everything */
     if (c->plain_len == 0 && !c->peer_closed &&
         smtpd_session_want_read(s)) {
@@ -1061,4 +1070,389 @@ int smtpd_tls_conn_pump(smtpd_tls_conn *c, smtpd_session *s)
   if (c->peer_closed && c->plain_len == 0)
     return SMTPD_ERR_CLOSED;
   return SMTPD_OK;
+}
+
+/* ---- the TLS-wrapped session ----------------------------------------------------- */
+
+/* The command timeout reported while only ciphertext is left to write,
+ * until the session has reported its own (it always has by then). */
+#define FALLBACK_COMMAND_MS 300000u
+
+struct smtpd_tls_session {
+  smtpd_mem mem;
+  smtpd_session *s;    /* borrowed */
+  smtpd_tls_ctx *ctx;  /* borrowed; NULL: plaintext only */
+  smtpd_tls_conn *tls; /* the wire is TLS: after the switch, or implicit */
+  smtpd_tls_conn *next; /* made by prepare, used at the switch */
+  uint32_t command_ms; /* the session's command timeout, last seen */
+  unsigned busy : 1,   /* inside a call that feeds the session */
+      failed : 1,      /* TLS failed, or could not be set up */
+      eof : 1,         /* the host reported end of file */
+      gave_up : 1;     /* timed out while the client did not read */
+  char reason[REASON_CAP];
+};
+
+/* ts_note - remember why the connection ends (the first reason wins). */
+static void ts_note(smtpd_tls_session *ts, const char *what, const char *why)
+{
+  if (!ts->reason[0])
+    snprintf(ts->reason, sizeof ts->reason, "%s%s%s", what,
+             why && *why ? ": " : "", why ? why : "");
+}
+
+/* ts_switch - STARTTLS was accepted and its 220 consumed: from now on the
+ * wire carries TLS, through the connection prepared in on_starttls or,
+ * failing that, one made now. */
+static void ts_switch(smtpd_tls_session *ts)
+{
+  int r;
+
+  if (ts->tls || ts->failed || !smtpd_session_is_tls_wait(ts->s) ||
+      smtpd_session_want_write(ts->s))
+    return;
+  if (!ts->next) {
+    r = ts->ctx ? smtpd_tls_conn_new(&ts->next, ts->ctx)
+                : SMTPD_ERR_INVALID_STATE;
+    if (r < 0) {
+      ts->next = NULL;
+      ts->failed = 1;
+      ts_note(ts, "cannot set up TLS",
+              ts->ctx ? smtpd_strerror(r) : "no TLS context");
+      return;
+    }
+  }
+  ts->tls = ts->next;
+  ts->next = NULL;
+}
+
+/* ts_peer_done - the client sent close_notify, the session took all
+ * that came before it and answered it (and is not paused): ours is due. */
+static int ts_peer_done(const smtpd_tls_session *ts)
+{
+  const smtpd_tls_conn *c = ts->tls;
+
+  return c && c->peer_closed && c->hs_done && !c->failed && !c->bye_sent &&
+         c->plain_len == c->plain_off && !smtpd_session_is_paused(ts->s) &&
+         !smtpd_session_want_write(ts->s);
+}
+
+/* ts_run - move what can move now. Plaintext: free a prepared connection
+ * nobody will use, switch to TLS when due. TLS: the pump (handshake and
+ * its report, decrypted input into the session, replies out,
+ * close_notify), and close_notify in answer to the client's. Returns 0
+ * or a fatal session error. */
+static int ts_run(smtpd_tls_session *ts)
+{
+  smtpd_timeout kind;
+  uint32_t ms = smtpd_session_timeout(ts->s, &kind);
+  int r;
+
+  if (kind == SMTPD_TIMEOUT_COMMAND && ms)
+    ts->command_ms = ms;
+  if (ts->failed || ts->gave_up)
+    return SMTPD_OK;
+  if (!ts->tls) {
+    if (ts->next && !smtpd_session_is_tls_wait(ts->s) &&
+        !smtpd_session_is_paused(ts->s)) {
+      smtpd_tls_conn_del(ts->next); /* STARTTLS was refused after all */
+      ts->next = NULL;
+    }
+    ts_switch(ts);
+    return SMTPD_OK;
+  }
+  r = smtpd_tls_conn_pump(ts->tls, ts->s);
+  if (r == SMTPD_ERR_CLOSED)
+    ts_note(ts, ts->tls->reason, NULL);
+  if (ts_peer_done(ts))
+    (void)smtpd_tls_conn_bye(ts->tls); /* a failure shows in tls->failed */
+  if (ts->tls->failed) {
+    ts->failed = 1;
+    ts_note(ts, ts->tls->reason[0] ? ts->tls->reason : "TLS failed", NULL);
+    return SMTPD_OK;
+  }
+  if (r == SMTPD_OK || r == SMTPD_ERR_CLOSED)
+    return SMTPD_OK;
+  if (r == SMTPD_ERR_TLS) {
+    ts->failed = 1;
+    ts_note(ts, "TLS failed", NULL);
+    return SMTPD_OK;
+  }
+  if (!smtpd_is_fatal(r))
+    return SMTPD_OK; /* e.g. a handshake completed after the session closed */
+  ts_note(ts, "session", smtpd_strerror(r));
+  if (r == SMTPD_ERR_NOMEM)
+    ts->failed = 1; /* the session or the adapter's buffer: either way over */
+  return r;
+}
+
+int smtpd_tls_session_new(smtpd_tls_session **out, smtpd_session *s,
+                          smtpd_tls_ctx *ctx, smtpd_tls_mode mode)
+{
+  const smtpd_mem *mem;
+  smtpd_tls_session *ts;
+  int r;
+
+  if (!out || !s || (mode != SMTPD_TLS_STARTTLS && mode != SMTPD_TLS_IMPLICIT) ||
+      (mode == SMTPD_TLS_IMPLICIT && !ctx))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (ctx && !ctx->have_cert)
+    return SMTPD_ERR_INVALID_STATE;
+  mem = ctx ? &ctx->mem : smtpd_mem_default();
+  ts = mem->calloc(1, sizeof *ts, mem->ctx);
+  if (!ts)
+    return SMTPD_ERR_NOMEM;
+  ts->mem = *mem;
+  ts->s = s;
+  ts->ctx = ctx;
+  if (mode == SMTPD_TLS_IMPLICIT) {
+    /* the connection first: a failure leaves the session untouched */
+    r = smtpd_tls_conn_new(&ts->tls, ctx);
+    if (r == SMTPD_OK)
+      r = smtpd_session_set_implicit_tls(s);
+    if (r < 0) {
+      smtpd_tls_conn_del(ts->tls);
+      mem->free(ts, mem->ctx);
+      return r;
+    }
+  }
+  *out = ts;
+  return SMTPD_OK;
+}
+
+void smtpd_tls_session_del(smtpd_tls_session *ts)
+{
+  smtpd_mem mem;
+
+  if (!ts)
+    return;
+  mem = ts->mem;
+  smtpd_tls_conn_del(ts->tls);
+  smtpd_tls_conn_del(ts->next);
+  mem.free(ts, mem.ctx);
+}
+
+smtpd_session *smtpd_tls_session_session(const smtpd_tls_session *ts)
+{
+  return ts ? ts->s : NULL;
+}
+
+int smtpd_tls_session_prepare(smtpd_tls_session *ts)
+{
+  smtpd_tls_conn *c;
+  int r;
+
+  if (!ts)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (!ts->ctx || ts->tls || ts->failed)
+    return SMTPD_ERR_INVALID_STATE;
+  if (ts->next)
+    return SMTPD_OK;
+  r = smtpd_tls_conn_new(&c, ts->ctx);
+  if (r < 0)
+    return r;
+  ts->next = c;
+  return SMTPD_OK;
+}
+
+ptrdiff_t smtpd_tls_session_feed(smtpd_tls_session *ts, const void *data,
+                                 size_t len)
+{
+  const uint8_t *p = data;
+  size_t off = 0;
+  ptrdiff_t f;
+  int r = SMTPD_OK;
+
+  if (!ts || (!data && len))
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (ts->busy || ts->eof)
+    return SMTPD_ERR_INVALID_STATE;
+  if (len > PTRDIFF_MAX)
+    len = PTRDIFF_MAX;
+  /* nothing more is read: take and drop, as a closing session does */
+  if (ts->failed || ts->gave_up || (ts->tls && ts->tls->peer_closed))
+    return (ptrdiff_t)len;
+  ts->busy = 1;
+  if (!ts->tls) {
+    f = smtpd_session_feed(ts->s, data, len);
+    if (f < 0 && smtpd_is_fatal((int)f))
+      ts_note(ts, "session", smtpd_strerror((int)f));
+    (void)ts_run(ts);
+    ts->busy = 0;
+    return f;
+  }
+  for (;;) {
+    f = smtpd_tls_conn_feed(ts->tls, p + off, len - off);
+    if (f < 0) { /* the connection failed earlier */
+      ts->failed = 1;
+      ts_note(ts, ts->tls->reason[0] ? ts->tls->reason : "TLS failed", NULL);
+      break;
+    }
+    off += (size_t)f;
+    r = ts_run(ts);
+    if (r < 0 || ts->failed || ts->tls->peer_closed)
+      break;
+    if (off == len || f == 0)
+      break; /* all taken, or full while the session does not read */
+  }
+  ts->busy = 0;
+  if (r < 0)
+    return r;
+  if (ts->failed || ts->tls->peer_closed)
+    return (ptrdiff_t)len;
+  return (ptrdiff_t)off;
+}
+
+int smtpd_tls_session_eof(smtpd_tls_session *ts)
+{
+  int r = SMTPD_OK;
+
+  if (!ts)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (ts->busy)
+    return SMTPD_ERR_INVALID_STATE;
+  if (ts->eof)
+    return SMTPD_OK;
+  ts->eof = 1;
+  if (ts->tls && !ts->failed) {
+    smtpd_tls_conn_eof(ts->tls);
+    ts->busy = 1;
+    r = ts_run(ts);
+    ts->busy = 0;
+  }
+  return r;
+}
+
+size_t smtpd_tls_session_output(smtpd_tls_session *ts, const uint8_t **data)
+{
+  if (data)
+    *data = NULL;
+  if (!ts || ts->gave_up)
+    return 0;
+  if (!ts->busy) {
+    ts->busy = 1;
+    (void)ts_run(ts); /* a fatal session error ends it by the rule */
+    ts->busy = 0;
+  }
+  if (ts->tls)
+    return smtpd_tls_conn_output(ts->tls, data);
+  return ts->failed ? 0 : smtpd_session_output(ts->s, data);
+}
+
+int smtpd_tls_session_consume(smtpd_tls_session *ts, size_t n)
+{
+  int r;
+
+  if (!ts)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (ts->tls)
+    return smtpd_tls_conn_consume(ts->tls, n);
+  if (ts->failed || ts->gave_up)
+    return n ? SMTPD_ERR_INVALID_ARGUMENT : SMTPD_OK;
+  r = smtpd_session_consume(ts->s, n);
+  if (r == SMTPD_OK && !ts->busy)
+    ts_switch(ts); /* the last octet of the 220 went out */
+  return r;
+}
+
+int smtpd_tls_session_want_read(const smtpd_tls_session *ts)
+{
+  const smtpd_tls_conn *c;
+
+  if (!ts || ts->failed || ts->eof || ts->gave_up)
+    return 0;
+  if (!ts->tls)
+    return smtpd_session_want_read(ts->s);
+  c = ts->tls;
+  if (c->plain_len > c->plain_off)
+    return 0; /* decrypted input still waits for the session */
+  return smtpd_tls_conn_want_read(c) && smtpd_session_want_read(ts->s);
+}
+
+int smtpd_tls_session_want_write(const smtpd_tls_session *ts)
+{
+  const smtpd_tls_conn *c;
+
+  if (!ts || ts->gave_up)
+    return 0;
+  if (!ts->tls)
+    return !ts->failed && smtpd_session_want_write(ts->s);
+  c = ts->tls;
+  if (smtpd_tls_conn_want_write(c))
+    return 1;
+  if (ts->failed || c->failed || !c->hs_done || c->bye_sent)
+    return 0;
+  /* replies to encrypt, close_notify due, or kept input the session
+   * would take now: output() turns each into bytes */
+  if (smtpd_session_want_write(ts->s) || smtpd_session_is_closing(ts->s) ||
+      ts_peer_done(ts))
+    return 1;
+  return c->plain_len > c->plain_off && smtpd_session_want_read(ts->s);
+}
+
+int smtpd_tls_session_is_done(const smtpd_tls_session *ts)
+{
+  if (!ts)
+    return 1;
+  if (smtpd_session_is_paused(ts->s))
+    return 0;
+  if (ts->gave_up)
+    return 1;
+  if (ts->tls && smtpd_tls_conn_want_write(ts->tls))
+    return 0; /* the last reply, close_notify or an alert */
+  if (ts->failed)
+    return 1;
+  if (smtpd_tls_session_want_write(ts))
+    return 0;
+  if (smtpd_session_is_done(ts->s))
+    return 1;
+  /* closed (a timeout) before the handshake: nothing can be said */
+  if (ts->tls && !ts->tls->hs_done && smtpd_session_is_closing(ts->s))
+    return 1;
+  return ts->eof || (ts->tls && ts->tls->peer_closed);
+}
+
+uint32_t smtpd_tls_session_timeout(const smtpd_tls_session *ts,
+                                   smtpd_timeout *kind)
+{
+  smtpd_timeout k = SMTPD_TIMEOUT_NONE;
+  uint32_t ms = 0;
+
+  if (ts) {
+    ms = smtpd_session_timeout(ts->s, &k);
+    if (k == SMTPD_TIMEOUT_NONE && !ts->gave_up && ts->tls &&
+        !smtpd_session_is_paused(ts->s) &&
+        smtpd_tls_conn_want_write(ts->tls)) {
+      k = SMTPD_TIMEOUT_COMMAND; /* the client must read the last bytes */
+      ms = ts->command_ms ? ts->command_ms : FALLBACK_COMMAND_MS;
+    }
+  }
+  if (kind)
+    *kind = k;
+  return ms;
+}
+
+int smtpd_tls_session_timeout_expired(smtpd_tls_session *ts)
+{
+  if (!ts)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  if (ts->busy)
+    return SMTPD_ERR_INVALID_STATE;
+  if (smtpd_session_is_paused(ts->s) || ts->gave_up)
+    return SMTPD_OK; /* no client timer runs while the host decides */
+  if (!smtpd_session_is_closing(ts->s) && !ts->failed && !ts->eof &&
+      !(ts->tls && ts->tls->peer_closed))
+    return smtpd_session_timeout_expired(ts->s);
+  ts->gave_up = 1; /* its last words were never read: stop */
+  ts_note(ts, "client did not read", NULL);
+  return SMTPD_OK;
+}
+
+int smtpd_tls_session_is_tls(const smtpd_tls_session *ts)
+{
+  return ts && ts->tls && smtpd_tls_conn_handshake_done(ts->tls);
+}
+
+const char *smtpd_tls_session_error(const smtpd_tls_session *ts)
+{
+  return ts ? ts->reason : "";
 }

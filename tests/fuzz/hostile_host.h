@@ -315,6 +315,11 @@ static inline void hh_conf_random(hh_conf *c, uint64_t *st) {
   for (i = 0; i < SMTPD_OPT_COUNT_; i++)
     if (hh_below(st, 4) == 0)
       c->opt[i] = (int)hh_below(st, 2);
+  /* options that change how replies pair with lines (BDAT chunks, one
+   * reply per recipient, LHLO) are outside the lockstep model: tested by
+   * tests/check_api.c and the transcripts instead */
+  c->opt[SMTPD_OPT_CHUNKING] = c->opt[SMTPD_OPT_LMTP] = -1;
+  c->opt[SMTPD_OPT_REPLY_PER_RCPT] = -1;
   c->opt[SMTPD_OPT_STARTTLS] = hh_below(st, 5) != 0;
   if (hh_below(st, 2))
     c->opt[SMTPD_OPT_AUTH_PLAINTEXT] = 1;

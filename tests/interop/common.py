@@ -93,14 +93,20 @@ class Server:
                           re.findall(r"listening on \S+:(\d+)", text)]
             want = 1 + sum(1 for a in args if a == "--tls-listen") + \
                 sum(1 for a in args if a == "--listen")
-            if len(self.ports) >= want:
+            # a UNIX socket listener says "listening on unix:PATH"
+            nunix = sum(1 for i, a in enumerate(args[1:])
+                        if args[i] == "--listen" and a.startswith("unix:"))
+            if nunix:
+                want -= nunix + (0 if listen else 1)
+            if len(self.ports) >= want and \
+                    text.count("listening on unix:") >= nunix:
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {text}")
             time.sleep(0.02)
         else:
             raise RuntimeError("server did not start: " + self.log_text())
-        self.port = self.ports[0]
+        self.port = self.ports[0] if self.ports else None
 
     @property
     def pid(self):
@@ -170,19 +176,33 @@ class Server:
         return self.new_files()
 
 
-def split_received(data):
-    """(received_field, rest) of a delivered file; the Received: field is
-    the first header, continuation lines start with a space or tab."""
+def split_envelope(data):
+    """(received_field, envelope_lines, message) of a delivered file: the
+    Received: field is the first header (continuation lines start with a
+    space or tab), then smtpd-maildir's X-Envelope-From/-To/-RequireTLS
+    fields (one line each, returned as text), then the message as sent."""
     if not data.startswith(b"Received:"):
-        return None, data
+        return None, [], data
     pos = 0
     while True:
         end = data.find(b"\r\n", pos)
         if end < 0:
-            return data, b""
+            return data, [], b""
         pos = end + 2
         if data[pos:pos + 1] not in (b" ", b"\t"):
-            return data[:pos], data[pos:]
+            break
+    rec, rest, env = data[:pos], data[pos:], []
+    while rest.startswith(b"X-Envelope-") and b"\r\n" in rest:
+        line, rest = rest.split(b"\r\n", 1)
+        env.append(line.decode("utf-8", "replace"))
+    return rec, env, rest
+
+
+def split_received(data):
+    """(received_field, message) of a delivered file, the X-Envelope-*
+    fields after the Received: field left out (see split_envelope)."""
+    rec, _, rest = split_envelope(data)
+    return rec, rest
 
 
 def read(path):
