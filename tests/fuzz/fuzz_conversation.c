@@ -569,7 +569,10 @@ static void on_auth_fail(smtpd_session *s, const smtpd_auth_result *r,
                          void *ud) {
   host *h = ud;
   (void)s;
-  FZ_CHECK(printable(r->authcid) && printable(r->reason), "auth-fail strings");
+  /* identities: no controls (docs/security.md); the built-in backend
+   * passes 8-bit octets, even invalid UTF-8, through (docs/fuzzing.md) */
+  FZ_CHECK(no_controls(r->authcid) && printable(r->reason),
+           "auth-fail strings");
   ev(h, "auth-fail %s %d [%s]", r->mechanism, r->code,
      r->reason ? r->reason : "-");
 }
