@@ -139,7 +139,7 @@ def conversation(conf, packets, seedbyte):
         if p is None:
             out.append(4)
         else:
-            out += esc(p, (1, 2, 3, 4, 5)) + b"\x01"
+            out += esc(p, (1, 2, 3, 4, 5, 6)) + b"\x01"
     return bytes(out)
 
 def session(conf, packets):

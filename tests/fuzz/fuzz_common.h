@@ -146,6 +146,9 @@ static inline void fz_buf_free(fz_buf *b) {
 /* ---- counting allocator ------------------------------------------------------ */
 
 typedef struct fz_mem {
+  long attempts;     /* allocation attempts */
+  long fail_at;      /* fail the attempt with this number; 0: never */
+  int failed;        /* an allocation was failed on purpose */
   long live;         /* blocks not yet freed */
   size_t bytes_live; /* requested octets not yet freed */
   size_t base;       /* bytes_live when the bound starts to apply */
@@ -161,7 +164,12 @@ typedef struct {
 
 static inline void *fz_m_malloc(size_t n, void *ctx) {
   fz_mem *m = ctx;
-  fz_hdr *h = malloc(sizeof *h + (n ? n : 1));
+  fz_hdr *h;
+  if (++m->attempts == m->fail_at) {
+    m->failed = 1;
+    return NULL;
+  }
+  h = malloc(sizeof *h + (n ? n : 1));
   if (!h)
     return NULL;
   h->size = n;

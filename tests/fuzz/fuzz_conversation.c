@@ -58,7 +58,16 @@
  *                   times (how inputs get past 64 KiB; all data is
  *                   capped at 256 KiB)
  *             0x04  the host's timer fires here (and a packet boundary)
- *             0x05 X  the octet X itself (to send 0x01..0x05)
+ *             0x05 X  the octet X itself (to send 0x01..0x06)
+ *             0x06  a short write: the host writes only half of what
+ *                   is queued (runs 1 and 2; the next feed appends to a
+ *                   partly written buffer)
+ *
+ * When the seed's low three bits are all set, a fourth run makes the
+ * N-th allocation after the session exists fail (N from the input): the
+ * call that hit it returns SMTPD_ERR_NOMEM, the session is then closing,
+ * done, wants neither read nor write, queues nothing more, and
+ * everything is freed at the end.
  *
  * Build: tests/fuzz.cmake (docs/fuzzing.md).
  */
@@ -75,7 +84,7 @@
 
 /* ---- the program: client bytes and marks ---------------------------------- */
 
-enum { MARK_PACKET = 1, MARK_SPLIT = 2, MARK_TIMEOUT = 4 };
+enum { MARK_PACKET = 1, MARK_SPLIT = 2, MARK_TIMEOUT = 4, MARK_SHORT = 8 };
 
 typedef struct mark {
   size_t off;
@@ -111,9 +120,11 @@ static int decode(prog *p, const uint8_t *d, size_t n) {
   p->seed = d[2];
   for (i = 3; i < n; i++) {
     uint8_t c = d[i];
-    if (c == 0x01 || c == 0x02 || c == 0x04) {
-      add_mark(p, c == 0x01 ? MARK_PACKET : c == 0x02 ? MARK_SPLIT
-                                                       : MARK_TIMEOUT);
+    if (c == 0x01 || c == 0x02 || c == 0x04 || c == 0x06) {
+      add_mark(p, c == 0x01   ? MARK_PACKET
+                  : c == 0x02 ? MARK_SPLIT
+                  : c == 0x04 ? MARK_TIMEOUT
+                              : MARK_SHORT);
     } else if (c == 0x03) {
       size_t count, len, k;
       if (i + 3 >= n)
@@ -204,6 +215,8 @@ typedef struct host {
   uint64_t local; /* split-dependent choices that must not show */
   int pause_decision, pause_kind, body_paused;
   int creds_ok; /* the AUTH being verified has the right password */
+  int nomem;     /* run 4: an allocation fails on purpose */
+  int dead;      /* ... and the session reported it */
   uint64_t pause_key;
   uint64_t discard;
   int closing_seen;
@@ -218,6 +231,8 @@ typedef struct host {
   size_t chunk_len;
   int chunk_on_data; /* on_data ran for the chunk being fed */
 } host;
+
+static host *g_host; /* the run in progress (for api) */
 
 static void ev(host *h, const char *fmt, ...) FZ_PRINTF(2, 3);
 static void ev(host *h, const char *fmt, ...) {
@@ -306,6 +321,8 @@ static void maybe_reply(host *h, uint64_t r, smtpd_verdict v, int kind) {
    * refused (see docs/fuzzing.md) */
   if (code == 354 && h->c->chunking && rv == SMTPD_ERR_INVALID_ARGUMENT)
     return;
+  if (rv == SMTPD_ERR_NOMEM && h->nomem && h->mem.failed)
+    return; /* run 4: the reply buffer could not be allocated */
   FZ_CHECK(rv == 0, "valid reply %d refused: %d", code, rv);
   ev(h, "reply %d", code);
 }
@@ -657,6 +674,7 @@ static void setup(host *h, const conf *c) {
   smtpd_mem m;
   int rv = 0;
   memset(h, 0, sizeof *h);
+  g_host = h;
   h->c = c;
   h->local = fz_mix(c->seed) | 1;
   m = fz_make_mem(&h->mem);
@@ -743,6 +761,11 @@ static void teardown(host *h) {
 }
 
 static void api(int rv, const char *what) {
+  if (rv == SMTPD_ERR_NOMEM && g_host && g_host->nomem &&
+      g_host->mem.failed) {
+    g_host->dead = 1;
+    return;
+  }
   FZ_CHECK(rv >= 0, "%s returned %d", what, rv);
 }
 
@@ -773,7 +796,10 @@ static void after(host *h) {
 
 static void drain(host *h) {
   const uint8_t *p;
-  size_t n = smtpd_session_output(h->s, &p);
+  size_t n;
+  if (h->dead)
+    return;
+  n = smtpd_session_output(h->s, &p);
   if (n) {
     FZ_CHECK(smtpd_session_want_write(h->s), "output but no want_write");
     fz_buf_put(&h->out, p, n);
@@ -825,9 +851,11 @@ static void answer_pause(host *h) {
 static void feed(host *h, const uint8_t *p, size_t n) {
   size_t off = 0;
   long spins = 0;
-  while (off < n) {
+  while (off < n && !h->dead) {
     ptrdiff_t took = smtpd_session_feed(h->s, p + off, n - off);
     api((int)(took < 0 ? took : 0), "feed");
+    if (h->dead)
+      return;
     FZ_CHECK((size_t)took <= n - off, "feed took more than given");
     off += (size_t)took;
     after(h);
@@ -846,7 +874,7 @@ static void feed(host *h, const uint8_t *p, size_t n) {
       FZ_CHECK(++spins < 10000000, "feed makes no progress");
     }
   }
-  while (smtpd_session_is_paused(h->s)) {
+  while (smtpd_session_is_paused(h->s) && !h->dead) {
     answer_pause(h);
     after(h);
   }
@@ -862,6 +890,8 @@ static void tls_now(host *h) {
   ti.alg_bits = 256;
   rv = smtpd_session_tls_established(h->s, &ti);
   api(rv, "tls_established");
+  if (h->dead)
+    return;
   ev(h, "tls discarded %llu", (unsigned long long)h->discard);
   h->discard = 0;
   FZ_CHECK(smtpd_session_tls(h->s) != NULL, "TLS not recorded");
@@ -932,6 +962,69 @@ static void poke(host *h) {
   FZ_CHECK(smtpd_session_feed(NULL, junk, 1) == SMTPD_ERR_INVALID_ARGUMENT &&
                smtpd_session_feed(s, NULL, 1) == SMTPD_ERR_INVALID_ARGUMENT,
            "feed arguments");
+  {
+    const uint8_t *np = junk;
+    static const char *const many[33] = {"x"};
+    FZ_CHECK(smtpd_session_output(NULL, &np) == 0 && np == NULL &&
+                 smtpd_session_consume(NULL, 0) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_resume(NULL, SMTPD_ACCEPT) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_reply(NULL, 250, NULL, "x") ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_effects(NULL, 0) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_timeout_expired(NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_close(NULL, NULL, NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_start(NULL) == SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_client(NULL, "x", NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_proxy(NULL) == SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_implicit_tls(NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_tls_established(s, NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_set_client_port(NULL, 1) ==
+                     SMTPD_ERR_INVALID_ARGUMENT,
+             "NULL arguments");
+    FZ_CHECK(!smtpd_session_want_read(NULL) && !smtpd_session_want_write(NULL) &&
+                 smtpd_session_is_done(NULL) && !smtpd_session_is_paused(NULL) &&
+                 !smtpd_session_is_closing(NULL) &&
+                 !smtpd_session_is_tls_wait(NULL) &&
+                 !smtpd_session_hostname(NULL) && !smtpd_session_helo(NULL) &&
+                 !smtpd_session_helo_safe(NULL) &&
+                 !smtpd_session_is_esmtp(NULL) &&
+                 !smtpd_session_client_addr(NULL) &&
+                 !smtpd_session_client_rdns(NULL) && !smtpd_session_tls(NULL) &&
+                 !smtpd_session_auth_user(NULL) &&
+                 !smtpd_session_auth_mechanism(NULL) &&
+                 !smtpd_session_sender(NULL) &&
+                 !smtpd_session_recipient_count(NULL) &&
+                 !smtpd_session_recipient(NULL, 0) &&
+                 !smtpd_session_smtputf8(NULL) &&
+                 !smtpd_session_requiretls(NULL) &&
+                 !smtpd_session_client_port(NULL) &&
+                 !smtpd_session_protocol(NULL) &&
+                 !smtpd_session_user_data(NULL) &&
+                 !smtpd_session_timeout(NULL, NULL) &&
+                 !smtpd_session_deadline(NULL, NULL, NULL) &&
+                 !smtpd_session_reply_delay(NULL, NULL),
+             "NULL session accessors");
+    smtpd_session_set_user_data(NULL, h);
+    smtpd_session_set_user_data(s, h);
+    FZ_CHECK(smtpd_session_user_data(s) == h, "user data");
+    if (!smtpd_session_is_paused(s))
+      FZ_CHECK(smtpd_session_set_reply_lines(s, 250, NULL, many, 33) ==
+                   SMTPD_ERR_INVALID_STATE,
+               "set_reply_lines outside a decision");
+    FZ_CHECK(smtpd_session_close(s, "5.0.0", NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_close(s, NULL, "bad\r\ntext") ==
+                     SMTPD_ERR_INVALID_ARGUMENT,
+             "close with a bad reply");
+  }
   if (smtpd_session_is_closing(s)) {
     smtpd_timeout k;
     FZ_CHECK(!smtpd_session_want_read(s), "closing but want_read");
@@ -946,10 +1039,17 @@ static void poke(host *h) {
 static void boundary(host *h) {
   drain(h);
   after(h);
+  if (h->dead) {
+    FZ_CHECK(smtpd_session_is_closing(h->s) && smtpd_session_is_done(h->s) &&
+                 !smtpd_session_want_read(h->s) &&
+                 !smtpd_session_want_write(h->s),
+             "a session that ran out of memory still wants I/O");
+    return;
+  }
   poke(h);
   if (smtpd_session_is_tls_wait(h->s)) {
     tls_now(h);
-    while (smtpd_session_is_paused(h->s)) { /* implicit TLS: connect */
+    while (smtpd_session_is_paused(h->s) && !h->dead) { /* implicit TLS */
       answer_pause(h);
       after(h);
     }
@@ -961,7 +1061,7 @@ static void boundary(host *h) {
 static void start(host *h) {
   api(smtpd_session_start(h->s), "start");
   after(h);
-  while (smtpd_session_is_paused(h->s)) {
+  while (smtpd_session_is_paused(h->s) && !h->dead) {
     answer_pause(h);
     after(h);
   }
@@ -972,6 +1072,13 @@ static void finish(host *h) {
   fz_replies r;
   drain(h);
   after(h);
+  if (h->dead) {
+    FZ_CHECK(smtpd_session_is_closing(h->s) && smtpd_session_is_done(h->s) &&
+                 !smtpd_session_want_read(h->s) &&
+                 !smtpd_session_want_write(h->s),
+             "a session that ran out of memory still wants I/O");
+    return;
+  }
   FZ_CHECK(!fz_parse_replies(h->out.p, h->out.len, &r, why, sizeof why),
            "replies: %s", why);
   FZ_CHECK(!smtpd_session_want_write(h->s), "want_write after draining");
@@ -980,12 +1087,32 @@ static void finish(host *h) {
   ev(h, "end closing %d", smtpd_session_is_closing(h->s));
 }
 
-/* Runs 1 and 2: packets, split at the marks (split != 0). */
-static void run_packets(const prog *p, const conf *c, int split, host *h) {
+/* A short write: the host writes half of what is queued. */
+static void short_write(host *h) {
+  const uint8_t *p;
+  size_t n;
+  if (h->dead)
+    return;
+  n = smtpd_session_output(h->s, &p);
+  if (n > 1) {
+    fz_buf_put(&h->out, p, n / 2);
+    api(smtpd_session_consume(h->s, n / 2), "consume");
+    FZ_CHECK(smtpd_session_output(h->s, &p) == n - n / 2, "partial consume");
+  }
+}
+
+/* Runs 1 and 2: packets, split at the marks (split != 0). Run 4: whole,
+ * with allocation number fail_at (after setup) failing. */
+static void run_packets(const prog *p, const conf *c, int split, host *h,
+                        long fail_at) {
   size_t mi = 0, off = 0;
   uint64_t st = fz_mix(p->seed + 7) | 1;
   int extra = split && (p->seed & 1);
   setup(h, c);
+  if (fail_at) {
+    h->nomem = 1;
+    h->mem.fail_at = h->mem.attempts + fail_at;
+  }
   start(h);
   drain(h);
   after(h);
@@ -1013,9 +1140,11 @@ static void run_packets(const prog *p, const conf *c, int split, host *h) {
     }
     if (mi < p->nm) {
       mi++;
+      if (kind == MARK_SHORT)
+        short_write(h);
       if (kind == MARK_PACKET || kind == MARK_TIMEOUT)
         boundary(h);
-      if (kind == MARK_TIMEOUT) {
+      if (kind == MARK_TIMEOUT && !h->dead) {
         ev(h, "host timer");
         api(smtpd_session_timeout_expired(h->s), "timeout_expired");
         after(h);
@@ -1483,9 +1612,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     prog_free(&p);
     return 0;
   }
-  run_packets(&p, &c, 0, &a);
+  run_packets(&p, &c, 0, &a, 0);
   teardown(&a);
-  run_packets(&p, &c, 1, &b);
+  run_packets(&p, &c, 1, &b, 0);
   teardown(&b);
   if (!fz_same(a.out.p, a.out.len, b.out.p, b.out.len)) {
     size_t i;
@@ -1510,6 +1639,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   run_lockstep(&p, &c, &l);
   teardown(&l);
+  if ((p.seed & 7) == 7) {
+    host n;
+    long k = 1 + (long)(fz_mix(p.seed ^ (p.data.len * 0x9e37u)) % 40);
+    run_packets(&p, &c, 0, &n, k);
+    teardown(&n);
+    host_free(&n);
+  }
+  g_host = NULL;
   if (getenv("FUZZ_DEBUG")) {
     fprintf(stderr, "---- whole run: replies\n%.*s---- events\n%.*s",
             (int)a.out.len, (const char *)a.out.p, (int)a.ev.len,

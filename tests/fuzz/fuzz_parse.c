@@ -734,7 +734,21 @@ static void t_config(const uint8_t *d, size_t n) {
                "long line");
       break;
     default: {
-      int e = (int)(int8_t)a * (a & 1 ? 1 : 8), num = 0;
+      static const int codes[] = {SMTPD_OK,
+                                  SMTPD_ERR_INVALID_ARGUMENT,
+                                  SMTPD_ERR_INVALID_STATE,
+                                  SMTPD_ERR_CLOSED,
+                                  SMTPD_ERR_UNSUPPORTED,
+                                  SMTPD_ERR_TLS,
+                                  SMTPD_ERR_SASL,
+                                  SMTPD_ERR_IO,
+                                  SMTPD_ERR_NOMEM,
+                                  SMTPD_ERR_CALLBACK_FAILURE,
+                                  SMTPD_RESULT_TLS_AGAIN,
+                                  SMTPD_RESULT_TRANSCRIPT_MISMATCH};
+      int e = (a & 0x40) ? codes[a % (sizeof codes / sizeof codes[0])]
+                         : (int)(int8_t)a * (a & 1 ? 1 : 8),
+          num = 0;
       const char *t = smtpd_strerror(e);
       FZ_CHECK(t && *t && pr(t, 1, 200), "strerror(%d)", e);
       FZ_CHECK(smtpd_is_fatal(e) == (e <= SMTPD_ERR_FATAL), "is_fatal");
@@ -744,6 +758,28 @@ static void t_config(const uint8_t *d, size_t n) {
       break;
     }
     }
+  }
+  /* the callbacks' version decides what smtpd_session_new takes */
+  {
+    smtpd_callbacks cb;
+    smtpd_session *s = NULL;
+    unsigned v = n ? d[0] % (SMTPD_CALLBACKS_VERSION + 2) : 1;
+    int rv;
+    memset(&cb, 0, sizeof cb);
+    cb.version = v;
+    rv = smtpd_session_new(&s, c, &cb, NULL);
+    FZ_CHECK(rv == (v == 0 ? SMTPD_ERR_INVALID_ARGUMENT
+                    : v > SMTPD_CALLBACKS_VERSION ? SMTPD_ERR_UNSUPPORTED
+                                                  : 0),
+             "callbacks version %u: %d", v, rv);
+    FZ_CHECK(rv == 0 || s == NULL, "*out written on failure");
+    FZ_CHECK(smtpd_session_new(NULL, c, &cb, NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT &&
+                 smtpd_session_new(&s, NULL, &cb, NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT,
+             "session_new arguments");
+    smtpd_session_del(s);
+    smtpd_session_del(NULL);
   }
   /* a session on this configuration: greeting and EHLO */
   {

@@ -50,6 +50,25 @@ static size_t repeats(const char *t, size_t n) {
   return sum;
 }
 
+/* the transcript pins its split: a line "@split ..." (the parser also
+ * takes blanks between '@' and the name) */
+static int pins_split(const char *t, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (t[i] == '@') {
+      size_t j = i + 1;
+      while (j < n && (t[j] == ' ' || t[j] == '\t'))
+        j++;
+      if (j + 5 <= n && !memcmp(t + j, "split", 5))
+        return 1;
+    }
+    while (i < n && t[i] != '\n')
+      i++;
+    i++;
+  }
+  return 0;
+}
+
 static int printable(const char *p) {
   for (; *p; p++)
     if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
@@ -181,13 +200,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             a.res.split, a.res.line, a.res.message);
   {
     char name[24];
-    if (!memmem(text, len, "@split", 6))
+    if (!pins_split(text, len))
       FZ_CHECK(!strcmp(a.res.split, smtpd_transcript_split_name(
                                         split, chunk, name, sizeof name)) ||
                    a.rv == SMTPD_ERR_INVALID_ARGUMENT,
                "split reported as %s", a.res.split);
   }
-  pinned = memmem(text, len, "@split", 6) != NULL;
+  pinned = pins_split(text, len);
   if (pinned)
     return 0;
   /* the other split: byte by byte when small, 7-octet pieces otherwise */
@@ -206,7 +225,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
              "a malformed transcript is reported differently per split");
   /* the STARTTLS discard notice comes once per feed call, with that
    * call's count: the only event whose number depends on the split */
-  if (a.rv == SMTPD_TRANSCRIPT_MISMATCH)
+  /* a transcript that counts starttls-discard notices may fail at a
+   * different line per split: those come once per feed call (the only
+   * events whose number depends on the split); its verdict still holds */
+  if (a.rv == SMTPD_TRANSCRIPT_MISMATCH &&
+      !memmem(text, len, "starttls-discard", 16))
     FZ_CHECK(a.res.line == b.res.line && !strcmp(a.res.expected,
                                                  b.res.expected) &&
                  (!strcmp(a.res.actual, b.res.actual) ||
