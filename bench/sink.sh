@@ -12,7 +12,9 @@
 #   SERVER       smtpd-maildir binary (default build-example/examples/...)
 #   --callgrind  instead: run each server under valgrind --tool=callgrind
 #                and print instructions per 1 KB message and per body byte
-#                of 1 MB messages (repeatable on noisy machines)
+#                of 1 MB messages (repeatable on noisy machines;
+#                bench/callgrind.sh measures more figures, beside
+#                bench/responder.c as well)
 #
 # Counts are modest by default; the full sizes:
 #   N_1X=20000 N_20X=50000 N_1MB=200 N_CHURN=5000 N_IDLE=2000 bench/sink.sh
