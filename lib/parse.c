@@ -564,7 +564,7 @@ long smtpd_i_xtext_decode(char *s) {
       if (!IS(r[1], C_HEX) || !IS(r[2], C_HEX))
         return -1;
       v = hexval((unsigned char)r[1]) << 4 | hexval((unsigned char)r[2]);
-      if (v < 0x20 || v == 0x7f)
+      if (v < 0x20 || v >= 0x7f) /* controls, DEL, 8-bit: not text */
         return -1;
       *w++ = (char)(unsigned char)v;
       r += 3;

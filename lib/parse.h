@@ -91,8 +91,9 @@ int smtpd_i_parse_u64(const char *s, uint64_t *out);
 /* smtpd_i_xtext_decode - RFC 3461 xtext ("+HH" hex escapes, upper-case
  * hex only per the RFC, but lower-case accepted; other octets 33..126
  * except '+' and '=') decoded in place, NUL-terminated. Returns the
- * decoded length, or -1 when malformed or when it decodes to a control
- * character or NUL. */
+ * decoded length, or -1 when malformed or when it decodes to anything
+ * but printable US-ASCII and space (a control, NUL, DEL or an octet
+ * 0x80-0xff: RFC 3461 4.4, RFC 4954 5). */
 long smtpd_i_xtext_decode(char *s);
 
 /* smtpd_i_base64_decode - strict RFC 4648: alphabet A-Z a-z 0-9 + /,

@@ -236,12 +236,13 @@ run_one() {
 run() {
   local dir=${FUZZ_BUILD:-build-fuzz} want=("$@") n pids=() names=() rc=0 i
   [ ${#want[@]} -gt 0 ] || mapfile -t want < <(harnesses)
+  case $dir in /*) ;; *) dir=$root/$dir ;; esac # FUZZ_BUILD may be absolute
   build "$dir" -DSMTPD_FUZZ=ON
   cmake --build "$dir" -j"$(nproc)" --target fuzz >/dev/null
   # the Milter adapter's harness is built by its own fragment
   cmake --build "$dir" -j"$(nproc)" --target fuzz_milter >/dev/null 2>&1 || true
   for n in "${want[@]}"; do
-    local bin=$root/$dir/tests/fuzz_$n
+    local bin=$dir/tests/fuzz_$n
     if [ ! -x "$bin" ]; then
       echo "fuzz.sh: $n: not built here (its adapter is missing), skipped"
       continue
@@ -263,11 +264,12 @@ run() {
 
 coverage() {
   local dir=${FUZZ_BUILD:-build-cov} prof n bin objs=() dirs
+  case $dir in /*) ;; *) dir=$root/$dir ;; esac # FUZZ_BUILD may be absolute
   build "$dir" -DSMTPD_FUZZ_COVERAGE=ON
   cmake --build "$dir" -j"$(nproc)" --target fuzz_replay >/dev/null
   prof=$(mktemp -d "${TMPDIR:-/tmp}/fuzz-cov.XXXXXX")
   for n in $(harnesses); do
-    bin=$root/$dir/tests/fuzz_replay_$n
+    bin=$dir/tests/fuzz_replay_$n
     [ -x "$bin" ] || continue
     dirs=("$(corpus_of "$n")" "$fuzzdir/regressions/$n")
     LLVM_PROFILE_FILE="$prof/$n.profraw" "$bin" "${dirs[@]}" >/dev/null

@@ -772,6 +772,51 @@ static const uint8_t v2_ipv4[] = {
     0x21, 0x11, 0x00, 0x0c, 192,  0,    2,    33,   198,  51,   100,  7,
     0x1f, 0x90, 0x00, 0x19};
 
+/* RFC 5321 4.5.3.1.5: the greeting line fits in 512 octets, however the
+ * hostname (up to 255) and banner (up to 400) are combined. */
+START_TEST(test_greeting_bound) {
+  smtpd_config *c;
+  smtpd_session *s;
+  char host[256], banner[401];
+  const uint8_t *o;
+  size_t n;
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), SMTPD_OK);
+  memset(host, 'h', 255);
+  host[255] = '\0';
+  memset(banner, 'b', 400);
+  banner[400] = '\0';
+  ck_assert_int_eq(smtpd_config_set_hostname(c, host), SMTPD_OK);
+  /* "220 " 255 " " 250 CRLF = 512 */
+  ck_assert_int_eq(smtpd_config_set_banner(c, banner),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  banner[251] = '\0';
+  ck_assert_int_eq(smtpd_config_set_banner(c, banner),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  banner[250] = '\0';
+  ck_assert_int_eq(smtpd_config_set_banner(c, banner), SMTPD_OK);
+  ck_assert_int_eq(smtpd_session_new(&s, c, NULL, NULL), SMTPD_OK);
+  ck_assert_int_eq(smtpd_session_start(s), SMTPD_OK);
+  n = smtpd_session_output(s, &o);
+  ck_assert_uint_eq(n, 512);
+  ck_assert(!memcmp(o, "220 hhh", 7) && !memcmp(o + 510, "\r\n", 2));
+  smtpd_session_del(s);
+  /* the other order: a long banner leaves less room for the hostname */
+  ck_assert_int_eq(smtpd_config_set_hostname(c, "mx.example"), SMTPD_OK);
+  memset(banner, 'b', 400);
+  banner[400] = '\0';
+  ck_assert_int_eq(smtpd_config_set_banner(c, banner), SMTPD_OK);
+  ck_assert_int_eq(smtpd_config_set_hostname(c, host),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  host[105] = '\0'; /* 4 + 105 + 1 + 400 + 2 = 512 */
+  ck_assert_int_eq(smtpd_config_set_hostname(c, host), SMTPD_OK);
+  host[105] = 'h';
+  host[106] = '\0';
+  ck_assert_int_eq(smtpd_config_set_hostname(c, host),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_config_del(c);
+}
+END_TEST
+
 START_TEST(test_proxy_parse) {
   smtpd_proxy_info pi;
   const char *v1 = "PROXY TCP4 192.0.2.7 198.51.100.1 40001 25\r\n";
@@ -820,6 +865,20 @@ START_TEST(test_proxy_parse) {
   ck_assert_int_eq(smtpd_proxy_parse(big, 107, &pi),
                    SMTPD_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(smtpd_proxy_parse(big, 106, &pi), 0);
+  /* 107 octets is the limit, CRLF included: 108 is refused whole too */
+  memset(big, 'x', sizeof big);
+  memcpy(big, "PROXY UNKNOWN ", 14);
+  big[105] = '\r', big[106] = '\n';
+  ck_assert_int_eq(smtpd_proxy_parse(big, 107, &pi), 107);
+  big[105] = 'x', big[106] = '\r', big[107] = '\n';
+  ck_assert_int_eq(smtpd_proxy_parse(big, 108, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(smtpd_proxy_parse(big, 107, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
+  /* no octets yet, even through a NULL pointer: more is needed */
+  ck_assert_int_eq(smtpd_proxy_parse(NULL, 0, &pi), 0);
+  ck_assert_int_eq(smtpd_proxy_parse(NULL, 1, &pi),
+                   SMTPD_ERR_INVALID_ARGUMENT);
   /* v2: a length beyond the bound, a bad version, too short for IPv4 */
   memcpy(big, v2_ipv4, sizeof v2_ipv4);
   big[14] = 0x04, big[15] = 0x01; /* 1025 */
@@ -1004,6 +1063,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_getters);
   tcase_add_test(tc, test_version1_callbacks);
   tcase_add_test(tc, test_xclient);
+  tcase_add_test(tc, test_greeting_bound);
   tcase_add_test(tc, test_proxy_parse);
   tcase_add_test(tc, test_proxy_session);
   tcase_add_test(tc, test_bdat_binary_every_split);
