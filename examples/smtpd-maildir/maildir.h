@@ -23,6 +23,7 @@ typedef struct maildir {
   int tmpfd, newfd;      /* directory fds of tmp/ and new/ */
   char host[64];         /* this host's name, made safe for file names */
   unsigned long counter; /* per-process part of unique names */
+  long pid;              /* getpid(), read at the first name */
 } maildir;
 
 typedef struct maildir_msg {

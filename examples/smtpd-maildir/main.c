@@ -54,9 +54,13 @@
 #ifdef SMTPD_HAVE_CYRUS
 #include "smtpd/sasl_cyrus.h"
 #endif
+#include "fmt.h"
+#include "log.h"
 #include "maildir.h"
 #include "poller.h"
 #include "milter_glue.h"
+#include "queue_id.h"
+#include "workers.h"
 
 #define READ_CHUNK 65536        /* one shared read buffer of this size */
 #define MAX_LISTENERS 16
@@ -88,6 +92,7 @@ typedef struct options {
   int auth_plaintext;
   int quiet;           /* no per-message log lines (benchmarks) */
   int lmtp;            /* --lmtp: LHLO, one reply per recipient */
+  int workers;         /* --workers N: processes (0 or 1: this one) */
   const char *reject_rcpt[MAX_LISTENERS]; /* --reject-rcpt ADDR */
   int nreject_rcpt;
   const char *xclient_from; /* --xclient-from NETS */
@@ -126,10 +131,12 @@ typedef struct conn {
   unsigned watched;      /* current POLLER_* mask */
   int eof;               /* the client closed its side: read no more */
   maildir_msg msg;       /* open while a message is being received */
-  char qid[40];
+  char qid[QUEUE_ID_MAX];
   unsigned long messages;
   const char *end_reason;
   char addr[64];         /* client address text, for logs */
+  int addr_stale;        /* XCLIENT may have changed the client: addr is
+                            made again (session_client_text) */
   mg_conn *mg;           /* its --milter filters, or NULL */
   struct sockaddr_storage peer; /* the socket's peer (trust decisions) */
   /* the transaction's envelope extras, written as X-Envelope-* fields */
@@ -165,7 +172,10 @@ struct server {
   struct { int type; int fd; } sigpipe; /* read end of the self-pipe */
   int shutting_down;
   uint64_t shutdown_deadline;
-  unsigned long queue_counter;
+  queue_ids qids;             /* queue_id.c */
+  uint64_t now;                /* now_ms() once per loop pass, after the wait */
+  time_t tz_time;             /* Received: the local offset at tz_time */
+  int tz_offset_min;
   long fault_tls_new;         /* test hook: fail this many STARTTLS TLS
                                  setups (-1: all); see read_faults */
   netmask xclient_nets[MAX_NETS], proxy_nets[MAX_NETS];
@@ -194,21 +204,9 @@ static const char *log_safe(char *buf, size_t cap, const char *s) {
   return buf;
 }
 
-static void logmsg(const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  if (n > (int)sizeof line - 2)
-    n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  /* one write per line: lines from one process never interleave */
-  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-  (void)w;
-}
+/* The log (log.c): logmsg for rare lines; the lines of every session
+ * and message are put together by hand, and everything is written once
+ * per loop pass. */
 
 /* ---- connections ------------------------------------------------------ */
 
@@ -236,8 +234,16 @@ static void conn_destroy(conn *c) {
   const char *why = c->end_reason ? c->end_reason
                     : *tls_why    ? tls_why
                                   : "disconnect";
-  logmsg("smtpd-maildir: session end client=%s reason=%s messages=%lu",
-         c->addr, why, c->messages);
+  if (!srv->opt.quiet) { /* --quiet: no line per session either */
+    log_begin();
+    LOG_LIT("session end client=");
+    log_str(c->addr);
+    LOG_LIT(" reason=");
+    log_str(why);
+    LOG_LIT(" messages=");
+    log_u64(c->messages);
+    log_end();
+  }
   poller_remove(srv->poll, c->fd);
   close(c->fd);
   mg_conn_del(c->mg); /* before the session its chain borrows */
@@ -257,7 +263,7 @@ static void conn_destroy(conn *c) {
 /* Restart the client timer after input, as the session's state says. */
 static void restart_timer(conn *c) {
   uint32_t ms = smtpd_tls_session_timeout(c->ts, NULL);
-  c->deadline = ms ? now_ms() + ms : 0;
+  c->deadline = ms ? c->srv->now + ms : 0;
 }
 
 /* Feed the kept input. Returns -1 when the session failed fatally. */
@@ -345,8 +351,8 @@ static int conn_pump(conn *c) {
   if (smtpd_session_is_closing(c->s) && !c->end_reason)
     c->end_reason = "closing";
   if (smtpd_session_is_closing(c->s) &&
-      (c->deadline == 0 || c->deadline > now_ms() + CLOSE_GRACE_MS))
-    c->deadline = now_ms() + CLOSE_GRACE_MS; /* bound the last flush */
+      (c->deadline == 0 || c->deadline > srv->now + CLOSE_GRACE_MS))
+    c->deadline = srv->now + CLOSE_GRACE_MS; /* bound the last flush */
   else if (c->deadline == 0)
     restart_timer(c);
   unsigned want = 0;
@@ -440,18 +446,19 @@ static void conn_expire(conn *c) {
   conn_pump(c);
 }
 
+/* "addr" and "addr:port" / "[v6addr]:port" (fmt.c, no getnameinfo),
+ * cut to the buffers given. */
 static void format_addr(const struct sockaddr *sa, char *host, size_t hcap,
                         char *both, size_t bcap) {
-  char port[16];
-  if (getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in),
-                  host, (socklen_t)hcap, port, sizeof port,
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    snprintf(host, hcap, "unknown");
-    snprintf(port, sizeof port, "0");
-  }
-  snprintf(both, bcap, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
-           port);
+  char h[FMT_IP_MAX], b[FMT_IP_MAX + 8];
+  fmt_sockaddr(sa, h, b);
+  size_t hl = strlen(h), bl = strlen(b);
+  hl = hl < hcap ? hl : hcap - 1;
+  bl = bl < bcap ? bl : bcap - 1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  memcpy(both, b, bl);
+  both[bl] = '\0';
 }
 
 static smtpd_verdict on_data_complete(smtpd_session *s,
@@ -640,13 +647,25 @@ static void session_client_text(conn *c) {
   unsigned port = smtpd_session_client_port(c->s);
   if (a == NULL || *a == '\0')
     return;
-  char safe[64];
+  char safe[64], num[FMT_U64_MAX];
   log_safe(safe, sizeof safe, a);
-  if (port)
-    snprintf(c->addr, sizeof c->addr,
-             strchr(safe, ':') ? "[%s]:%u" : "%s:%u", safe, port);
-  else
-    snprintf(c->addr, sizeof c->addr, "%s", safe);
+  size_t n = strlen(safe), cap = sizeof c->addr - 1, o = 0;
+  int v6 = port && memchr(safe, ':', n) != NULL;
+  char *d = c->addr; /* as "[%s]:%u" / "%s:%u" / "%s", cut to cap */
+  if (v6 && o < cap)
+    d[o++] = '[';
+  for (size_t i = 0; i < n && o < cap; i++)
+    d[o++] = safe[i];
+  if (v6 && o < cap)
+    d[o++] = ']';
+  if (port) {
+    size_t k = fmt_u64(num, port);
+    if (o < cap)
+      d[o++] = ':';
+    for (size_t i = 0; i < k && o < cap; i++)
+      d[o++] = num[i];
+  }
+  d[o] = '\0';
 }
 
 /* xtext (RFC 3461 4): what is not printable ASCII, '+' and '=' as +HH.
@@ -755,13 +774,13 @@ static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
   logmsg("smtpd-maildir: XCLIENT client=%s name=%s addr=%s", c->addr,
          log_safe(n, sizeof n, x->name ? x->name : "-"),
          log_safe(a, sizeof a, x->addr ? x->addr : "-"));
+  c->addr_stale = 1;
   return SMTPD_ACCEPT;
 }
 
 static void new_queue_id(conn *c) {
-  /* short, unique within this process, roughly sortable by time */
-  snprintf(c->qid, sizeof c->qid, "%" PRIX64 "%05lX",
-           (uint64_t)time(NULL), ++c->srv->queue_counter & 0xFFFFFu);
+  /* unique, in arrival order; no clock read, no printf (queue_id.c) */
+  queue_id_next(&c->srv->qids, c->qid);
 }
 
 /* The Received: line (RFC 5321 4.4) that goes on top of the message. */
@@ -784,12 +803,16 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
       r.is_helo = 0;
     }
     time_t t = time(NULL);
-    struct tm tm;
-    localtime_r(&t, &tm);
+    if (t != c->srv->tz_time) { /* the zone's offset, once a second */
+      struct tm tm;
+      localtime_r(&t, &tm);
+      c->srv->tz_time = t;
+      c->srv->tz_offset_min = (int)(tm.tm_gmtoff / 60);
+    }
     r.software = "smtpd-maildir";
     r.queue_id = c->qid;
     r.time = (int64_t)t;
-    r.utc_offset_minutes = (int)(tm.tm_gmtoff / 60);
+    r.utc_offset_minutes = c->srv->tz_offset_min;
     size_t n = smtpd_received_format(buf, cap, &r);
     if (n > 0 && n < cap)
       return n;
@@ -838,20 +861,26 @@ static void header_safe(char *dst, size_t cap, const char *src) {
   dst[i] = '\0';
 }
 
+/* env_put - one piece of an X-Envelope-* field (maildir_write buffers) */
+static void env_put(conn *c, const char *str) {
+  maildir_write(&c->msg, str, strlen(str));
+}
+
 static void write_envelope(conn *c) {
   smtpd_session *s = c->s;
-  char line[1400], addr[600];
+  char addr[600];
   const char *sender = smtpd_session_sender(s);
   header_safe(addr, sizeof addr, sender ? sender : "");
-  int n = snprintf(line, sizeof line, "X-Envelope-From: <%s>%s%s%s%s\r\n",
-                   addr,
-                   c->dsn_ret == SMTPD_DSN_RET_FULL   ? "; RET=FULL"
-                   : c->dsn_ret == SMTPD_DSN_RET_HDRS ? "; RET=HDRS"
-                                                      : "",
-                   c->dsn_envid ? "; ENVID=" : "",
-                   c->dsn_envid ? c->dsn_envid : "", "");
-  if (n > 0 && (size_t)n < sizeof line)
-    maildir_write(&c->msg, line, (size_t)n);
+  env_put(c, "X-Envelope-From: <");
+  env_put(c, addr);
+  env_put(c, c->dsn_ret == SMTPD_DSN_RET_FULL   ? ">; RET=FULL"
+             : c->dsn_ret == SMTPD_DSN_RET_HDRS ? ">; RET=HDRS"
+                                                : ">");
+  if (c->dsn_envid) {
+    env_put(c, "; ENVID=");
+    env_put(c, c->dsn_envid);
+  }
+  env_put(c, "\r\n");
   size_t nr = smtpd_session_recipient_count(s);
   for (size_t i = 0; i < nr; i++) {
     const rcpt_info *ri = i < c->nrcpts ? &c->rcpts[i] : NULL;
@@ -875,11 +904,15 @@ static void write_envelope(conn *c) {
         }
     }
     header_safe(addr, sizeof addr, smtpd_session_recipient(s, i));
-    n = snprintf(line, sizeof line, "X-Envelope-To: <%s>%s%s%s\r\n", addr,
-                 notify, ri && ri->orcpt ? "; ORCPT=" : "",
-                 ri && ri->orcpt ? ri->orcpt : "");
-    if (n > 0 && (size_t)n < sizeof line)
-      maildir_write(&c->msg, line, (size_t)n);
+    env_put(c, "X-Envelope-To: <");
+    env_put(c, addr);
+    env_put(c, ">");
+    env_put(c, notify);
+    if (ri && ri->orcpt) {
+      env_put(c, "; ORCPT=");
+      env_put(c, ri->orcpt);
+    }
+    env_put(c, "\r\n");
   }
   if (c->requiretls) {
     static const char rt[] = "X-Envelope-RequireTLS: yes\r\n";
@@ -923,6 +956,30 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
   return SMTPD_ACCEPT;
 }
 
+/* "QID: from=<SENDER> nrcpt=N size=N client=ADDR" */
+static void log_from_line(conn *c, const smtpd_message *m) {
+  log_begin();
+  log_str(c->qid);
+  LOG_LIT(": from=<");
+  log_text(m->sender, 279);
+  LOG_LIT("> nrcpt=");
+  log_u64(m->nrecipients);
+  LOG_LIT(" size=");
+  log_u64(m->size);
+  LOG_LIT(" client=");
+  log_str(c->addr);
+  log_end();
+}
+
+/* 250 2.0.0 TEXT QID */
+static void reply_with_qid(conn *c, const char *text) {
+  char buf[80];
+  size_t n = strlen(text), q = strlen(c->qid);
+  memcpy(buf, text, n);
+  memcpy(buf + n, c->qid, q + 1);
+  smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
+}
+
 static smtpd_verdict on_data_complete(smtpd_session *s,
                                       const smtpd_message *m, void *ud) {
   conn *c = ud;
@@ -937,15 +994,11 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   c->msg.written = 0;
   c->messages++;
   if (!c->srv->opt.quiet) {
-    char from[280];
-    session_client_text(c); /* after XCLIENT: the forwarded client */
-    logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
-           " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
-           m->nrecipients, m->size, c->addr);
+    if (c->addr_stale) /* after XCLIENT: the forwarded client */
+      session_client_text(c);
+    log_from_line(c, m);
   }
-  char text[80];
-  snprintf(text, sizeof text, "Ok: queued as %s", c->qid);
-  smtpd_session_set_reply(s, 250, "2.0.0", text);
+  reply_with_qid(c, "Ok: queued as ");
   return SMTPD_ACCEPT;
 }
 
@@ -996,18 +1049,22 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
     if (c->lmtp_stored == 1)
       c->messages++;
     if (!c->srv->opt.quiet) {
-      char from[280];
-      session_client_text(c);
-      logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
-             " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
-             m->nrecipients, m->size, c->addr);
+      if (c->addr_stale)
+        session_client_text(c);
+      log_from_line(c, m);
     }
   }
-  if (!c->srv->opt.quiet)
-    logmsg("smtpd-maildir: %s: to=<%s> status=%s", c->qid, to,
-           refused                ? "refused"
-           : c->lmtp_stored == 1 ? "delivered"
-                                 : "deferred");
+  if (!c->srv->opt.quiet) {
+    log_begin();
+    log_str(c->qid);
+    LOG_LIT(": to=<");
+    log_str(to);
+    LOG_LIT("> status=");
+    log_str(refused                ? "refused"
+             : c->lmtp_stored == 1 ? "delivered"
+                                   : "deferred");
+    log_end();
+  }
   if (refused) {
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
@@ -1016,9 +1073,7 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
-  char text[80];
-  snprintf(text, sizeof text, "Ok: delivered as %s", c->qid);
-  smtpd_session_set_reply(s, 250, "2.0.0", text);
+  reply_with_qid(c, "Ok: delivered as ");
   return SMTPD_ACCEPT;
 }
 
@@ -1197,6 +1252,9 @@ static int listen_on(server *srv, const char *spec, int implicit_tls) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    /* --workers: every worker gets a socket of its own on this address */
+    if (srv->opt.workers > 1)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   }
   if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
       listen(fd, 1024) != 0) {
@@ -1218,6 +1276,38 @@ static int listen_on(server *srv, const char *spec, int implicit_tls) {
   l->type = OBJ_LISTENER;
   l->fd = fd;
   l->implicit_tls = implicit_tls;
+  return 0;
+}
+
+/* --workers, in workers 1..N-1: a socket of this worker's own for each
+ * TCP listener, on the same address (SO_REUSEPORT: the kernel spreads
+ * new connections over the workers' sockets); the inherited one is
+ * closed, so it belongs to worker 0 alone. UNIX sockets stay shared. */
+static int listeners_own(server *srv) {
+  for (int i = 0; i < srv->nlisteners; i++) {
+    listener *l = &srv->listeners[i];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int one = 1;
+    if (l->unix_path)
+      continue;
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) != 0)
+      return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0)
+      return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+      close(fd);
+      return -1;
+    }
+    close(l->fd);
+    l->fd = fd;
+  }
   return 0;
 }
 
@@ -1305,6 +1395,8 @@ static void usage(FILE *f) {
 "                         when a filter is down or fails (default tempfail)\n"
 "  --milter-timeout S     filter connect/command/content timeout (default\n"
 "                         30/30/300)\n"
+"  --workers N            N processes, each with its own loop and its own\n"
+"                         SO_REUSEPORT sockets (default 1)\n"
 "  --help                 this text\n",
 #ifdef SMTPD_HAVE_SASL_BUILTIN
           "",
@@ -1363,7 +1455,7 @@ static int parse_options(options *o, int argc, char **argv) {
          O_MAXRCPT, O_MAXSESS, O_TIMEOUT, O_SHUTDOWN, O_QUIET, O_CERT, O_KEY,
          O_TLSLISTEN, O_USERS, O_SASL, O_AUTHPLAIN, O_SELFSIGNED, O_SASLDIR, O_HELP,
          O_LMTP, O_REJECTRCPT, O_XCLIENTFROM, O_PROXYFROM,
-         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT };
+         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT, O_WORKERS };
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"maildir", required_argument, NULL, O_MAILDIR},
@@ -1391,6 +1483,7 @@ static int parse_options(options *o, int argc, char **argv) {
       {"milter", required_argument, NULL, O_MILTER},
       {"milter-default-action", required_argument, NULL, O_MILTER_ACTION},
       {"milter-timeout", required_argument, NULL, O_MILTER_TIMEOUT},
+      {"workers", required_argument, NULL, O_WORKERS},
       {NULL, 0, NULL, 0}};
   o->maildir = "./mail";
   o->shutdown_s = 10;
@@ -1448,6 +1541,10 @@ static int parse_options(options *o, int argc, char **argv) {
     case O_MILTER_ACTION:
     case O_MILTER_TIMEOUT:
       if (mg_option(&o->milter, ch - O_MILTER, optarg) != 0) return -1;
+      break;
+    case O_WORKERS:
+      if (parse_num(optarg, &v) || v == 0 || v > WORKERS_MAX) return -1;
+      o->workers = (int)v;
       break;
     default: return -1;
     }
@@ -1617,6 +1714,7 @@ int main(int argc, char **argv) {
   user_table users = {0};
   if (srv == NULL)
     return 1;
+  atexit(log_flush); /* lines still pending when main returns early */
   if (parse_options(&srv->opt, argc, argv) != 0) {
     usage(stderr);
     free(srv);
@@ -1627,9 +1725,6 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (configure(srv) != 0 || setup_auth(srv, &users) != 0)
-    return 1;
-  srv->poll = poller_new();
-  if (srv->poll == NULL)
     return 1;
   for (int i = 0; i < srv->opt.nlisten; i++)
     if (listen_on(srv, srv->opt.listen[i], 0) != 0) {
@@ -1643,6 +1738,31 @@ int main(int argc, char **argv) {
               srv->opt.tls_listen[i], strerror(errno));
       return 1;
     }
+  if (srv->opt.workers > 1) { /* fork here: each worker its own loop */
+    log_flush();
+    int w = workers_start(srv->opt.workers);
+    if (w < 0) {
+      fprintf(stderr, "smtpd-maildir: cannot start workers: %s\n",
+              strerror(errno));
+      return 1;
+    }
+    if (w == srv->opt.workers) { /* the supervisor serves nothing */
+      for (int i = 0; i < srv->nlisteners; i++)
+        close(srv->listeners[i].fd);
+      return workers_wait();
+    }
+    if (w > 0 && listeners_own(srv) != 0) {
+      fprintf(stderr, "smtpd-maildir: worker %d: cannot listen: %s\n", w,
+              strerror(errno));
+      return 1;
+    }
+    logmsg("smtpd-maildir: worker %d of %d ready, pid %ld", w,
+           srv->opt.workers, (long)getpid());
+  }
+  srv->poll = poller_new(); /* after the fork: one per worker */
+  if (srv->poll == NULL)
+    return 1;
+  queue_id_init(&srv->qids); /* its pid is part of the ids */
   for (int i = 0; i < srv->nlisteners; i++)
     poller_set(srv->poll, srv->listeners[i].fd, POLLER_IN,
                &srv->listeners[i]);
@@ -1662,14 +1782,20 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  workers_ready(); /* --workers: stop signals were held until here */
 
   poller_event ev[256];
-  uint64_t next_tick = now_ms() + TICK_MS;
+  srv->now = now_ms();
+  uint64_t next_tick = srv->now + TICK_MS;
   int stop = 0;
   while (!srv->shutting_down || srv->nconns > 0) {
-    uint64_t now = now_ms();
+    /* one clock read per pass: srv->now, read after the wait, serves the
+     * pass's timers and the next wait (a pass is short against TICK_MS) */
+    uint64_t now = srv->now;
     int wait = next_tick > now ? (int)(next_tick - now) : 0;
+    log_flush(); /* the pass's lines, in one write, before blocking */
     int n = poller_wait(srv->poll, ev, 256, wait);
+    srv->now = now_ms();
     if (n < 0) {
       fprintf(stderr, "smtpd-maildir: poll: %s\n", strerror(errno));
       return 1;
@@ -1693,7 +1819,7 @@ int main(int argc, char **argv) {
     }
     if (stop)
       begin_shutdown(srv);
-    now = now_ms();
+    now = srv->now;
     if (now >= next_tick) { /* coarse timers: scan every connection */
       next_tick = now + TICK_MS;
       for (conn *c = srv->conns, *next; c; c = next) {
@@ -1716,6 +1842,7 @@ int main(int argc, char **argv) {
       conn_pump(o);
   }
   logmsg("smtpd-maildir: stopped");
+  log_flush();
   poller_del(srv->poll);
   close(sp[0]);
   close(sp[1]);
