@@ -121,6 +121,7 @@ static void write_all(maildir_msg *m, const unsigned char *p, size_t n) {
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0) {
+      m->err = w < 0 ? errno : EIO;
       m->failed = 1; /* disk full, quota...: refused at commit */
       return;
     }
@@ -163,9 +164,9 @@ int maildir_commit(maildir *md, maildir_msg *m) {
     return -1;
   flush(m);
   if (!m->failed && fsync(m->fd) != 0)
-    m->failed = 1;
+    m->failed = 1, m->err = errno;
   if (!m->failed && close(m->fd) != 0)
-    m->failed = 1;
+    m->failed = 1, m->err = errno;
   m->fd = -1;
   if (!m->failed && renameat(md->tmpfd, m->name, md->newfd, m->name) != 0)
     m->failed = 1;

@@ -29,6 +29,7 @@ typedef struct maildir {
 typedef struct maildir_msg {
   int fd;             /* -1 when no message is open */
   int failed;         /* a write failed: commit will refuse */
+  int err;            /* errno of the first failure (ENOSPC: disk full) */
   char name[128];     /* unique file name, same in tmp/ and new/ */
   unsigned char *buf; /* MAILDIR_BUF_SIZE bytes */
   size_t buflen;

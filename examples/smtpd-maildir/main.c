@@ -39,7 +39,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
@@ -61,6 +63,8 @@
 #include "milter_glue.h"
 #include "queue_id.h"
 #include "workers.h"
+#include "defences.h"
+#include "tmp_sweep.h"
 
 #define READ_CHUNK 65536        /* one shared read buffer of this size */
 #define MAX_LISTENERS 16
@@ -98,6 +102,13 @@ typedef struct options {
   const char *xclient_from; /* --xclient-from NETS */
   const char *proxy_from;   /* --proxy-from NETS */
   mg_options milter;        /* --milter* (milter_glue.c) */
+  /* defences (docs/example-server.md, "Defences"; defaults set in
+   * parse_options) */
+  long line_deadline_s, message_deadline_s, tarpit_ms;
+  long max_per_client;
+  long auth_fail_limit, auth_fail_window_s, auth_fail_delay_ms;
+  long max_buffer;          /* --max-buffer: kept input + unsent output */
+  long long min_free;       /* --min-free: storage kept free */
 } options;
 
 /* A CIDR network of --xclient-from / --proxy-from. */
@@ -146,6 +157,17 @@ typedef struct conn {
   struct rcpt_info *rcpts; /* by recipient index */
   size_t nrcpts, rcpts_cap;
   int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
+  /* defences */
+  char ip[64];           /* the socket peer's address text, or "" */
+  def_addr *da;          /* its entry in srv->defs, or NULL */
+  unsigned long from_ip; /* connections from ip when this one came */
+  uint64_t dl_epoch, dl_at; /* the library's deadline: epoch, when (ms) */
+  uint64_t delay_epoch;  /* the last reply delay seen */
+  uint64_t hold_until;   /* write nothing before this (ms), 0 = none */
+  size_t unsent;         /* TLS output left unwritten at the last flush */
+  uint64_t auth_resume_at; /* a deferred --users check answers then (ms) */
+  smtpd_verdict auth_verdict; /* ... with this verdict */
+  int auth_penalized;    /* this AUTH was delayed already (on_auth_fail) */
 } conn;
 
 typedef struct rcpt_info {
@@ -180,6 +202,9 @@ struct server {
                                  setups (-1: all); see read_faults */
   netmask xclient_nets[MAX_NETS], proxy_nets[MAX_NETS];
   int nxclient_nets, nproxy_nets;
+  def_table *defs;            /* per-address counts (defences.c) */
+  int fault_enospc;           /* test hook: message writes fail, ENOSPC */
+  long long fault_free;       /* test hook: free space at MAIL, -1: real */
 };
 
 static int parse_num(const char *s, uint64_t *out);
@@ -244,6 +269,7 @@ static void conn_destroy(conn *c) {
     log_u64(c->messages);
     log_end();
   }
+  def_conn_close(srv->defs, c->da);
   poller_remove(srv->poll, c->fd);
   close(c->fd);
   mg_conn_del(c->mg); /* before the session its chain borrows */
@@ -283,17 +309,64 @@ static int feed_pending(conn *c) {
   return 0;
 }
 
+/* Tarpitting: a new reply delay of the session (after a failed AUTH, or
+ * an error beyond SMTPD_LIMIT_SOFT_ERRORS) holds back what is queued now
+ * until its time; so does an AUTH penalty (on_auth_fail). Only writing
+ * waits: the loop goes on, and the tick writes the reply. */
+static int conn_holding(conn *c) {
+  uint64_t epoch = 0, now = c->srv->now;
+  uint32_t d = smtpd_session_reply_delay(c->s, &epoch);
+  if (epoch != c->delay_epoch) {
+    c->delay_epoch = epoch;
+    if (d > 0 && now + d > c->hold_until)
+      c->hold_until = now + d;
+  }
+  if (c->hold_until > now)
+    return 1;
+  c->hold_until = 0;
+  return 0;
+}
+
+/* What this connection keeps in memory for a client that does not read:
+ * input not fed yet, the session's reply queue and, under TLS, ciphertext
+ * not written. Reading stops above --max-buffer. */
+static size_t conn_buffered(conn *c) {
+  size_t n = c->npending + smtpd_session_output(c->s, NULL);
+  if (smtpd_tls_session_is_tls(c->ts))
+    n += c->unsent;
+  return n;
+}
+
+/* The library's absolute deadlines (a command line, a message's data):
+ * one timer per epoch, not restarted by input, so trickling cannot
+ * extend it. The tick calls conn_expire when it is due. */
+static void conn_deadline(conn *c) {
+  uint64_t epoch = 0;
+  uint32_t d = smtpd_session_deadline(c->s, NULL, &epoch);
+  if (d == 0)
+    c->dl_at = 0; /* none now (also while paused): re-armed later */
+  else if (epoch != c->dl_epoch || c->dl_at == 0) {
+    c->dl_epoch = epoch;
+    c->dl_at = c->srv->now + d;
+  }
+}
+
 /* Write what is queued. Returns -1 when the connection is dead. */
 static int flush_output(conn *c) {
   const uint8_t *p;
   size_t n;
+  if (conn_holding(c))
+    return 0; /* tarpit: the reply waits (the tick writes it) */
+  c->unsent = 0;
   while ((n = smtpd_tls_session_output(c->ts, &p)) > 0) {
     ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->unsent = n;
         return 0;
+      }
       return -1;
     }
     smtpd_tls_session_consume(c->ts, (size_t)w);
@@ -350,15 +423,19 @@ static int conn_pump(conn *c) {
   int ww = smtpd_tls_session_want_write(c->ts);
   if (smtpd_session_is_closing(c->s) && !c->end_reason)
     c->end_reason = "closing";
+  /* bound the last flush (counted from the end of a tarpit hold) */
+  uint64_t grace = (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
   if (smtpd_session_is_closing(c->s) &&
-      (c->deadline == 0 || c->deadline > srv->now + CLOSE_GRACE_MS))
-    c->deadline = srv->now + CLOSE_GRACE_MS; /* bound the last flush */
+      (c->deadline == 0 || c->deadline > grace))
+    c->deadline = grace;
   else if (c->deadline == 0)
     restart_timer(c);
+  conn_deadline(c);
   unsigned want = 0;
-  if (wr && c->npending == 0 && !c->eof)
+  if (wr && c->npending == 0 && !c->eof &&
+      conn_buffered(c) < (size_t)srv->opt.max_buffer)
     want |= POLLER_IN;
-  if (ww)
+  if (ww && !c->hold_until)
     want |= POLLER_OUT;
   if (want != c->watched) {
     poller_set(srv->poll, c->fd, want, c);
@@ -383,7 +460,12 @@ static void conn_stop_reading(conn *c, const char *why) {
  * fed, as smtpd_tls_session_eof wants). */
 static void conn_read(conn *c) {
   server *srv = c->srv;
-  ssize_t r = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0);
+  /* no more than --max-buffer may be kept: read only what fits */
+  size_t held = conn_buffered(c), cap = sizeof srv->rbuf;
+  size_t room = held < (size_t)srv->opt.max_buffer
+                    ? (size_t)srv->opt.max_buffer - held
+                    : 1;
+  ssize_t r = recv(c->fd, srv->rbuf, room < cap ? room : cap, 0);
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -446,6 +528,22 @@ static void conn_expire(conn *c) {
   conn_pump(c);
 }
 
+/* The deadline of the epoch the timer was set for ran out: if that
+ * period is still on (the line or message not finished), the client gets
+ * 421 4.4.2 as for the idle timeout. */
+static void conn_deadline_due(conn *c) {
+  uint64_t epoch = 0;
+  if (smtpd_session_deadline(c->s, NULL, &epoch) > 0 &&
+      epoch == c->dl_epoch) {
+    if (!c->end_reason)
+      c->end_reason = "deadline";
+    conn_expire(c);
+    return;
+  }
+  c->dl_at = 0;
+  conn_pump(c);
+}
+
 /* "addr" and "addr:port" / "[v6addr]:port" (fmt.c, no getnameinfo),
  * cut to the buffers given. */
 static void format_addr(const struct sockaddr *sa, char *host, size_t hcap,
@@ -485,11 +583,14 @@ static void conn_new(server *srv, listener *l, int fd,
     memcpy(&c->peer, sa, sa->sa_family == AF_INET6
                              ? sizeof(struct sockaddr_in6)
                              : sizeof(struct sockaddr_in));
+    snprintf(c->ip, sizeof c->ip, "%s", host);
+    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
   }
   int one = 1;
   if (!is_unix)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (smtpd_session_new(&c->s, srv->cfg, &srv->cb, c) != 0) {
+    def_conn_close(srv->defs, c->da);
     close(fd);
     free(c);
     return;
@@ -506,6 +607,7 @@ static void conn_new(server *srv, listener *l, int fd,
   if (!l->implicit_tls &&
       net_match(c, srv->proxy_nets, srv->nproxy_nets) &&
       smtpd_session_set_proxy(c->s) != 0) {
+    def_conn_close(srv->defs, c->da);
     close(fd);
     smtpd_session_del(c->s);
     free(c);
@@ -685,10 +787,40 @@ static char *xtext_encode(const char *v) {
   return out;
 }
 
+/* Whom the per-address defences count this connection against: a
+ * trusted XCLIENT peer (a proxy in front) not at all; behind a PROXY
+ * header, the client it names; otherwise the socket's peer (conn_new). */
+static void defences_key(conn *c) {
+  server *srv = c->srv;
+  if (c->da == NULL)
+    return;
+  if (net_match(c, srv->xclient_nets, srv->nxclient_nets)) {
+    def_conn_close(srv->defs, c->da);
+    c->da = NULL;
+    return;
+  }
+  const char *a = smtpd_session_client_addr(c->s);
+  if (net_match(c, srv->proxy_nets, srv->nproxy_nets) && a && *a &&
+      strlen(a) < sizeof c->ip && strcmp(a, c->ip) != 0) {
+    def_conn_close(srv->defs, c->da);
+    snprintf(c->ip, sizeof c->ip, "%s", a);
+    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
+  }
+}
+
 static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   conn *c = ud;
   if (c->srv->nproxy_nets) /* a PROXY header may have named the client */
     session_client_text(c);
+  defences_key(c);
+  if (c->srv->opt.max_per_client > 0 && c->da &&
+      c->from_ip > (unsigned long)c->srv->opt.max_per_client) {
+    char text[128];
+    snprintf(text, sizeof text, "Error: too many connections from %s", c->ip);
+    c->end_reason = "too many connections from client";
+    smtpd_session_set_reply(s, 421, "4.7.0", text);
+    return SMTPD_TEMPFAIL;
+  }
   if (c->srv->opt.max_sessions > 0 && c->srv->nconns > c->srv->opt.max_sessions) {
     c->end_reason = "too many sessions";
     smtpd_session_set_reply(s, 421, "4.3.2",
@@ -698,11 +830,45 @@ static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   return mg_on_connect(c->mg);
 }
 
+/* The Maildir's free space (statvfs, or the test hook's figure) is less
+ * than need plus --min-free. */
+static int storage_short(server *srv, uint64_t need) {
+  if (srv->opt.discard)
+    return 0;
+  unsigned long long avail;
+  if (srv->fault_free >= 0) {
+    avail = (unsigned long long)srv->fault_free;
+  } else {
+    struct statvfs vfs;
+    if (statvfs(srv->opt.maildir, &vfs) != 0)
+      return 0; /* unknown: the write will tell */
+    avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+  }
+  return need > avail ||
+         avail - need < (unsigned long long)srv->opt.min_free;
+}
+
+/* A write or fsync of the message failed for want of space. */
+static int storage_full(const maildir_msg *m) {
+  return m->failed && (m->err == ENOSPC || m->err == EDQUOT);
+}
+
+static smtpd_verdict reply_storage(smtpd_session *s) {
+  smtpd_session_set_reply(s, 452, "4.3.1", "Insufficient system storage");
+  return SMTPD_TEMPFAIL;
+}
+
 static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   conn *c = ud;
   if (c->srv->shutting_down) {
     smtpd_session_set_reply(s, 421, "4.3.2", "Service shutting down");
     return SMTPD_TEMPFAIL;
+  }
+  /* SIZE=n (RFC 1870 6.1): refused at once when the disk cannot take it */
+  if (storage_short(c->srv, m->has_size ? m->size : 0)) {
+    logmsg("smtpd-maildir: MAIL refused client=%s: insufficient storage "
+           "for SIZE=%" PRIu64, c->addr, m->has_size ? m->size : 0);
+    return reply_storage(s);
   }
   envelope_clear(c); /* a new transaction */
   c->dsn_ret = m->dsn_ret;
@@ -949,10 +1115,20 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
                              void *ud) {
   conn *c = ud;
   (void)s;
-  if (c->srv->opt.discard)
+  if (c->srv->opt.discard) {
     c->msg.written += n;
-  else
-    maildir_write(&c->msg, p, n);
+    return SMTPD_ACCEPT;
+  }
+  maildir_write(&c->msg, p, n);
+  if (c->srv->fault_enospc && c->msg.fd >= 0) { /* test hook */
+    c->msg.failed = 1;
+    c->msg.err = ENOSPC;
+  }
+  if (storage_full(&c->msg)) { /* the rest is read and dropped */
+    logmsg("smtpd-maildir: %s: message refused: %s", c->qid,
+           strerror(c->msg.err));
+    return reply_storage(s);
+  }
   return SMTPD_ACCEPT;
 }
 
@@ -986,7 +1162,9 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   if (!c->srv->opt.discard) {
     if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0) {
       logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(errno));
+             strerror(c->msg.err ? c->msg.err : errno));
+      if (storage_full(&c->msg))
+        return reply_storage(s);
       smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
       return SMTPD_TEMPFAIL;
     }
@@ -1041,9 +1219,9 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
     else if (c->msg.fd >= 0 && maildir_commit(&c->srv->md, &c->msg) == 0)
       c->lmtp_stored = 1;
     else {
-      c->lmtp_stored = -1;
+      c->lmtp_stored = storage_full(&c->msg) ? -2 : -1;
       logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(errno));
+             strerror(c->msg.err ? c->msg.err : errno));
     }
     c->msg.written = 0;
     if (c->lmtp_stored == 1)
@@ -1069,6 +1247,8 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
+  if (c->lmtp_stored == -2)
+    return reply_storage(s);
   if (c->lmtp_stored != 1) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
@@ -1103,6 +1283,32 @@ static void on_close(smtpd_session *s, smtpd_close_reason r, void *ud) {
                                                                 : "?";
   msg_abort(c);
   mg_on_close(c->mg);
+}
+
+/* A failed AUTH counts against the client's address across connections
+ * (defences.c). Once it failed --auth-fail-limit times within
+ * --auth-fail-window, every further AUTH answer to that address waits
+ * --auth-fail-delay (on top of the session's own tarpit): with --users
+ * the check itself is deferred (users_verify), so a right password waits
+ * as long as a wrong one; with other backends the 535 is held back. */
+static void on_auth_fail(smtpd_session *s, const smtpd_auth_result *r,
+                         void *ud) {
+  conn *c = ud;
+  server *srv = c->srv;
+  uint64_t now = srv->now;
+  (void)s;
+  (void)r;
+  if (c->auth_penalized) { /* users_verify delayed it already */
+    c->auth_penalized = 0;
+  } else if (def_auth_penalized(srv->defs, c->da, now)) {
+    uint64_t until = now + (uint64_t)srv->opt.auth_fail_delay_ms;
+    if (until > c->hold_until)
+      c->hold_until = until;
+    logmsg("smtpd-maildir: AUTH failure client=%s: address over "
+           "--auth-fail-limit, reply delayed %ld ms", c->addr,
+           srv->opt.auth_fail_delay_ms);
+  }
+  def_auth_failed(srv->defs, c->da, now);
 }
 
 /* STARTTLS is a decision: make this connection's TLS object now
@@ -1172,15 +1378,31 @@ static smtpd_verdict users_verify(smtpd_session *s, const char *mech,
   const user_table *t = ctx;
   (void)s;
   (void)mech;
-  if (authzid && *authzid && strcmp(authzid, authcid) != 0)
-    return SMTPD_REJECT; /* no proxy authorisation in this example */
-  for (size_t i = 0; i < t->n; i++) {
-    const char *u = t->lines[i], *p = u + strlen(u) + 1;
-    if (strcmp(u, authcid) == 0)
-      return smtpd_consttime_equal(p, strlen(p), pw, pwlen) ? SMTPD_ACCEPT
-                                                             : SMTPD_REJECT;
+  smtpd_verdict v = SMTPD_REJECT;
+  if (!(authzid && *authzid && strcmp(authzid, authcid) != 0))
+    for (size_t i = 0; i < t->n; i++) { /* no proxy authorisation here */
+      const char *u = t->lines[i], *p = u + strlen(u) + 1;
+      if (strcmp(u, authcid) == 0) {
+        v = smtpd_consttime_equal(p, strlen(p), pw, pwlen) ? SMTPD_ACCEPT
+                                                           : SMTPD_REJECT;
+        break;
+      }
+    }
+  /* an address over --auth-fail-limit waits --auth-fail-delay for every
+   * answer, right or wrong (Dovecot's auth penalty): the session pauses,
+   * the tick resumes it */
+  conn *c = smtpd_session_user_data(s);
+  uint64_t now = c ? c->srv->now : now_ms();
+  if (c && c->srv->opt.auth_fail_delay_ms > 0 &&
+      def_auth_penalized(c->srv->defs, c->da, now)) {
+    c->auth_verdict = v;
+    c->auth_resume_at = now + (uint64_t)c->srv->opt.auth_fail_delay_ms;
+    c->auth_penalized = 1;
+    logmsg("smtpd-maildir: AUTH client=%s: address over --auth-fail-limit, "
+           "answer delayed %ld ms", c->addr, c->srv->opt.auth_fail_delay_ms);
+    return SMTPD_DEFER;
   }
-  return SMTPD_REJECT;
+  return v;
 }
 #endif
 
@@ -1377,8 +1599,25 @@ static void usage(FILE *f) {
 "  --hostname NAME        our name in the greeting and Received: lines\n"
 "  --max-size BYTES       largest message accepted (default 10240000)\n"
 "  --max-recipients N     recipients per message (default 1000)\n"
-"  --max-sessions N       concurrent sessions; more get 421 4.3.2\n"
+"  --max-sessions N       concurrent sessions; more get 421 4.3.2 (default\n"
+"                         5000, less when the descriptor limit is lower)\n"
+"  --max-per-client N     concurrent sessions from one address; more get\n"
+"                         421 4.7.0 (default 20; 0: no limit)\n"
 "  --timeout SECONDS      client idle timeout (default 300, 180 in DATA)\n"
+"  --line-deadline S      one command line, first octet to end (default 60;\n"
+"                         0: none)\n"
+"  --message-deadline S   one message's data, DATA/BDAT to end (default\n"
+"                         1800; 0: none)\n"
+"  --tarpit MS            hold error replies after a failed AUTH or too many\n"
+"                         errors this long (default 1000; 0: never)\n"
+"  --auth-fail-limit N    AUTH failures from one address (default 5; 0: off)\n"
+"  --auth-fail-window S   ... counted over this window (default 3600)\n"
+"  --auth-fail-delay MS   ... then every further AUTH answer waits this\n"
+"                         long (default 5000)\n"
+"  --max-buffer BYTES     stop reading a client whose kept input and unsent\n"
+"                         replies exceed this (default 131072)\n"
+"  --min-free BYTES       storage kept free: MAIL (with SIZE=n: n more) gets\n"
+"                         452 4.3.1 below it (default 16777216)\n"
 "  --shutdown-timeout S   at SIGINT/SIGTERM, wait this long for open\n"
 "                         transactions (default 10)\n"
 "  --quiet                no log line per message\n"
@@ -1424,24 +1663,44 @@ static int parse_num(const char *s, uint64_t *out) {
 /* Test hook, for the interop tests only: SMTPD_MAILDIR_FAULT in the
  * environment makes a named step fail on purpose. Not an option, so it
  * stays out of --help and out of real configurations; an unknown value
- * is refused. Known faults:
+ * is refused. A comma-separated list of:
  *   starttls-setup[:N]  the TLS object for STARTTLS cannot be made (the
  *                       first N times; always without :N), so the client
- *                       gets 454 and stays in plaintext */
+ *                       gets 454 and stays in plaintext
+ *   enospc              every write of a message body fails with ENOSPC
+ *   free-space:BYTES    the Maildir's file system has BYTES free (the
+ *                       check at MAIL FROM) */
 static int read_faults(server *srv) {
   const char *f = getenv("SMTPD_MAILDIR_FAULT");
+  srv->fault_free = -1;
   if (f == NULL || *f == '\0')
     return 0;
-  static const char name[] = "starttls-setup";
-  size_t len = sizeof name - 1;
-  if (strncmp(f, name, len) != 0 || (f[len] != '\0' && f[len] != ':'))
-    goto bad;
-  srv->fault_tls_new = -1;
-  if (f[len] == ':') {
-    uint64_t n;
-    if (parse_num(f + len + 1, &n) != 0 || n == 0 || n > 1000000)
+  const char *p = f;
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    char item[64];
+    if (len == 0 || len >= sizeof item)
       goto bad;
-    srv->fault_tls_new = (long)n;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    p += len + (p[len] == ',');
+    char *arg = strchr(item, ':');
+    if (arg)
+      *arg++ = '\0';
+    uint64_t n = 0;
+    if (arg && (parse_num(arg, &n) != 0))
+      goto bad;
+    if (strcmp(item, "starttls-setup") == 0) {
+      if (arg && (n == 0 || n > 1000000))
+        goto bad;
+      srv->fault_tls_new = arg ? (long)n : -1;
+    } else if (strcmp(item, "enospc") == 0 && !arg) {
+      srv->fault_enospc = 1;
+    } else if (strcmp(item, "free-space") == 0 && arg && n < (1ull << 62)) {
+      srv->fault_free = (long long)n;
+    } else {
+      goto bad;
+    }
   }
   logmsg("smtpd-maildir: test fault injection: %s", f);
   return 0;
@@ -1450,12 +1709,46 @@ bad:
   return -1;
 }
 
+/* The descriptor budget: raise RLIMIT_NOFILE's soft limit to the hard
+ * one, then size --max-sessions (unless given) so every session can hold
+ * its socket, a message file and one socket per --milter filter, with a
+ * reserve for listeners, logs and the like. */
+#define MAX_SESSIONS_DEFAULT 5000
+#define FD_RESERVE 64
+static void size_sessions(options *o) {
+  struct rlimit rl;
+  long budget = MAX_SESSIONS_DEFAULT;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+      struct rlimit nl = {want, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+        rl.rlim_cur = want;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY) {
+      long per = 2 + o->milter.n;
+      long fds = (long)(rl.rlim_cur > 1048576 ? 1048576 : rl.rlim_cur);
+      budget = fds > FD_RESERVE + per ? (fds - FD_RESERVE) / per : 1;
+    }
+  }
+  if (o->max_sessions < 0)
+    o->max_sessions =
+        budget < MAX_SESSIONS_DEFAULT ? budget : MAX_SESSIONS_DEFAULT;
+  else if (o->max_sessions == 0 || o->max_sessions > budget)
+    logmsg("smtpd-maildir: --max-sessions %ld: the descriptor limit allows "
+           "about %ld", o->max_sessions, budget);
+  logmsg("smtpd-maildir: max sessions %ld, per client %ld", o->max_sessions,
+         o->max_per_client);
+}
+
 static int parse_options(options *o, int argc, char **argv) {
   enum { O_LISTEN = 256, O_MAILDIR, O_DISCARD, O_HOSTNAME, O_MAXSIZE,
          O_MAXRCPT, O_MAXSESS, O_TIMEOUT, O_SHUTDOWN, O_QUIET, O_CERT, O_KEY,
          O_TLSLISTEN, O_USERS, O_SASL, O_AUTHPLAIN, O_SELFSIGNED, O_SASLDIR, O_HELP,
          O_LMTP, O_REJECTRCPT, O_XCLIENTFROM, O_PROXYFROM,
-         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT, O_WORKERS };
+         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT, O_WORKERS,
+         O_LINE_DL, O_MSG_DL, O_TARPIT, O_PER_CLIENT, O_AF_LIMIT,
+         O_AF_WINDOW, O_AF_DELAY, O_MAXBUF, O_MINFREE };
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"maildir", required_argument, NULL, O_MAILDIR},
@@ -1484,9 +1777,28 @@ static int parse_options(options *o, int argc, char **argv) {
       {"milter-default-action", required_argument, NULL, O_MILTER_ACTION},
       {"milter-timeout", required_argument, NULL, O_MILTER_TIMEOUT},
       {"workers", required_argument, NULL, O_WORKERS},
+      {"line-deadline", required_argument, NULL, O_LINE_DL},
+      {"message-deadline", required_argument, NULL, O_MSG_DL},
+      {"tarpit", required_argument, NULL, O_TARPIT},
+      {"max-per-client", required_argument, NULL, O_PER_CLIENT},
+      {"auth-fail-limit", required_argument, NULL, O_AF_LIMIT},
+      {"auth-fail-window", required_argument, NULL, O_AF_WINDOW},
+      {"auth-fail-delay", required_argument, NULL, O_AF_DELAY},
+      {"max-buffer", required_argument, NULL, O_MAXBUF},
+      {"min-free", required_argument, NULL, O_MINFREE},
       {NULL, 0, NULL, 0}};
   o->maildir = "./mail";
   o->shutdown_s = 10;
+  o->line_deadline_s = 60;       /* the library's defaults, said here */
+  o->message_deadline_s = 1800;
+  o->tarpit_ms = 1000;
+  o->max_per_client = 20;
+  o->auth_fail_limit = 5;
+  o->auth_fail_window_s = 3600;
+  o->auth_fail_delay_ms = 5000;
+  o->max_buffer = 131072;
+  o->max_sessions = -1; /* sized to the descriptor limit (main) */
+  o->min_free = 16777216;
   int ch;
   uint64_t v;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1546,6 +1858,35 @@ static int parse_options(options *o, int argc, char **argv) {
       if (parse_num(optarg, &v) || v == 0 || v > WORKERS_MAX) return -1;
       o->workers = (int)v;
       break;
+    case O_LINE_DL:
+    case O_MSG_DL:
+    case O_AF_WINDOW:
+      if (parse_num(optarg, &v) || v > 86400) return -1;
+      *(ch == O_LINE_DL  ? &o->line_deadline_s
+        : ch == O_MSG_DL ? &o->message_deadline_s
+                         : &o->auth_fail_window_s) = (long)v;
+      break;
+    case O_TARPIT:
+    case O_AF_DELAY:
+      if (parse_num(optarg, &v) || v > 600000) return -1;
+      *(ch == O_TARPIT ? &o->tarpit_ms : &o->auth_fail_delay_ms) = (long)v;
+      break;
+    case O_PER_CLIENT:
+    case O_AF_LIMIT:
+      if (parse_num(optarg, &v) || v > 1000000 ||
+          (ch == O_AF_LIMIT && v > DEF_MAX_AUTH_FAIL_LIMIT))
+        return -1;
+      *(ch == O_PER_CLIENT ? &o->max_per_client : &o->auth_fail_limit) =
+          (long)v;
+      break;
+    case O_MAXBUF:
+      if (parse_num(optarg, &v) || v < 1024 || v > (1u << 30)) return -1;
+      o->max_buffer = (long)v;
+      break;
+    case O_MINFREE:
+      if (parse_num(optarg, &v) || v > (1ull << 62)) return -1;
+      o->min_free = (long long)v;
+      break;
     default: return -1;
     }
   }
@@ -1576,6 +1917,15 @@ static int configure(server *srv) {
     smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_DATA,
                              (uint32_t)o->timeout_s * 1000u);
   }
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_LINE,
+                           (uint32_t)o->line_deadline_s * 1000u);
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_MESSAGE,
+                           (uint32_t)o->message_deadline_s * 1000u);
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_TARPIT,
+                           (uint32_t)o->tarpit_ms);
+  if (def_table_new(&srv->defs, (unsigned)o->auth_fail_limit,
+                    (uint64_t)o->auth_fail_window_s * 1000u) != 0)
+    return -1;
   if (o->cert || o->selfsigned) {
     int rc = smtpd_tls_ctx_new(&srv->tls, NULL);
     if (rc == 0)
@@ -1626,6 +1976,13 @@ static int configure(server *srv) {
             strerror(errno));
     return -1;
   }
+  if (!o->discard) { /* what died in tmp/ before (tmp_sweep.h) */
+    long swept = tmp_sweep(srv->md.tmpfd, TMP_SWEEP_AGE, time(NULL));
+    if (swept != 0)
+      logmsg("smtpd-maildir: tmp/ sweep: %ld stale file%s removed%s%s",
+             swept < 0 ? 0 : swept, swept == 1 ? "" : "s",
+             swept < 0 ? ": " : "", swept < 0 ? strerror(errno) : "");
+  }
   memset(&srv->cb, 0, sizeof srv->cb);
   srv->cb.version = SMTPD_CALLBACKS_VERSION;
   srv->cb.on_connect = on_connect;
@@ -1641,6 +1998,7 @@ static int configure(server *srv) {
   srv->cb.on_notice = on_notice;
   srv->cb.on_close = on_close;
   srv->cb.on_starttls = on_starttls;
+  srv->cb.on_auth_fail = on_auth_fail;
   if (mg_server_new(&srv->mg, &o->milter, o->discard ? "--discard"
                                           : o->lmtp  ? "--lmtp"
                                                      : NULL) != 0)
@@ -1724,6 +2082,7 @@ int main(int argc, char **argv) {
     free(srv);
     return 2;
   }
+  size_sessions(&srv->opt);
   if (configure(srv) != 0 || setup_auth(srv, &users) != 0)
     return 1;
   for (int i = 0; i < srv->opt.nlisten; i++)
@@ -1826,7 +2185,16 @@ int main(int argc, char **argv) {
         next = c->next;
         if (c->deadline && c->deadline <= now)
           conn_expire(c);
+        else if (c->dl_at && c->dl_at <= now)
+          conn_deadline_due(c);
+        else if (c->auth_resume_at && c->auth_resume_at <= now) {
+          c->auth_resume_at = 0; /* the penalty is served: answer */
+          smtpd_session_resume(c->s, c->auth_verdict);
+          conn_pump(c);
+        } else if (c->hold_until && c->hold_until <= now)
+          conn_pump(c); /* the held reply may go now */
       }
+      def_sweep(srv->defs, now);
       if (srv->listeners_paused && !srv->shutting_down) {
         for (int k = 0; k < srv->nlisteners; k++)
           poller_set(srv->poll, srv->listeners[k].fd, POLLER_IN,
@@ -1852,6 +2220,7 @@ int main(int argc, char **argv) {
   smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
   users_free(&users);
   mg_server_del(srv->mg); /* after every connection is gone */
+  def_table_del(srv->defs);
   smtpd_config_del(srv->cfg);
   free(srv);
   return 0;
