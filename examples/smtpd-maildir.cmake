@@ -10,7 +10,13 @@ add_executable(smtpd-maildir
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c)
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/fmt.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/log.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/queue_id.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/workers.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/defences.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
 target_compile_options(smtpd-maildir PRIVATE ${SMTPD_WARNINGS})
 target_link_libraries(smtpd-maildir PRIVATE smtpd_static)
 if(EXISTS ${PROJECT_SOURCE_DIR}/lib/sasl/builtin.c)
@@ -36,7 +42,13 @@ add_executable(smtpd-maildir-poll
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c)
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/fmt.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/log.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/queue_id.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/workers.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/defences.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
 get_target_property(_smd_defs smtpd-maildir COMPILE_DEFINITIONS)
 get_target_property(_smd_libs smtpd-maildir LINK_LIBRARIES)
 target_compile_options(smtpd-maildir-poll PRIVATE ${SMTPD_WARNINGS})

@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "maildir.h"
 
+#include "fmt.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,11 +66,36 @@ void maildir_close(maildir *md) {
   md->tmpfd = md->newfd = -1;
 }
 
+/* no printf: this runs for every message */
 void maildir_unique(maildir *md, char *out, size_t cap) {
   struct timeval tv;
+  char buf[160];
+  size_t n = 0, hl = strlen(md->host);
   gettimeofday(&tv, NULL);
-  snprintf(out, cap, "%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec,
-           (long)tv.tv_usec, (long)getpid(), ++md->counter, md->host);
+  if (md->pid == 0)
+    md->pid = getpid();
+  /* "%lld.M%06ldP%ldQ%lu.%s" */
+  n += fmt_u64(buf + n, (uint64_t)tv.tv_sec);
+  buf[n++] = '.';
+  buf[n++] = 'M';
+  char us[FMT_U64_MAX];
+  size_t ul = fmt_u64(us, (uint64_t)tv.tv_usec % 1000000u);
+  memcpy(buf + n, "000000", 6 - ul); /* %06ld */
+  memcpy(buf + n + 6 - ul, us, ul);
+  n += 6;
+  buf[n++] = 'P';
+  n += fmt_u64(buf + n, (uint64_t)md->pid);
+  buf[n++] = 'Q';
+  n += fmt_u64(buf + n, ++md->counter);
+  buf[n++] = '.';
+  memcpy(buf + n, md->host, hl);
+  n += hl;
+  if (cap == 0)
+    return;
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(out, buf, n);
+  out[n] = '\0';
 }
 
 int maildir_begin(maildir *md, maildir_msg *m) {
@@ -94,6 +121,7 @@ static void write_all(maildir_msg *m, const unsigned char *p, size_t n) {
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0) {
+      m->err = w < 0 ? errno : EIO;
       m->failed = 1; /* disk full, quota...: refused at commit */
       return;
     }
@@ -136,9 +164,9 @@ int maildir_commit(maildir *md, maildir_msg *m) {
     return -1;
   flush(m);
   if (!m->failed && fsync(m->fd) != 0)
-    m->failed = 1;
+    m->failed = 1, m->err = errno;
   if (!m->failed && close(m->fd) != 0)
-    m->failed = 1;
+    m->failed = 1, m->err = errno;
   m->fd = -1;
   if (!m->failed && renameat(md->tmpfd, m->name, md->newfd, m->name) != 0)
     m->failed = 1;

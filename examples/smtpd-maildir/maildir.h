@@ -23,11 +23,13 @@ typedef struct maildir {
   int tmpfd, newfd;      /* directory fds of tmp/ and new/ */
   char host[64];         /* this host's name, made safe for file names */
   unsigned long counter; /* per-process part of unique names */
+  long pid;              /* getpid(), read at the first name */
 } maildir;
 
 typedef struct maildir_msg {
   int fd;             /* -1 when no message is open */
   int failed;         /* a write failed: commit will refuse */
+  int err;            /* errno of the first failure (ENOSPC: disk full) */
   char name[128];     /* unique file name, same in tmp/ and new/ */
   unsigned char *buf; /* MAILDIR_BUF_SIZE bytes */
   size_t buflen;

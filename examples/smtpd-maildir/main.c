@@ -39,7 +39,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
@@ -54,9 +56,15 @@
 #ifdef SMTPD_HAVE_CYRUS
 #include "smtpd/sasl_cyrus.h"
 #endif
+#include "fmt.h"
+#include "log.h"
 #include "maildir.h"
 #include "poller.h"
 #include "milter_glue.h"
+#include "queue_id.h"
+#include "workers.h"
+#include "defences.h"
+#include "tmp_sweep.h"
 
 #define READ_CHUNK 65536        /* one shared read buffer of this size */
 #define MAX_LISTENERS 16
@@ -88,11 +96,19 @@ typedef struct options {
   int auth_plaintext;
   int quiet;           /* no per-message log lines (benchmarks) */
   int lmtp;            /* --lmtp: LHLO, one reply per recipient */
+  int workers;         /* --workers N: processes (0 or 1: this one) */
   const char *reject_rcpt[MAX_LISTENERS]; /* --reject-rcpt ADDR */
   int nreject_rcpt;
   const char *xclient_from; /* --xclient-from NETS */
   const char *proxy_from;   /* --proxy-from NETS */
   mg_options milter;        /* --milter* (milter_glue.c) */
+  /* defences (docs/example-server.md, "Defences"; defaults set in
+   * parse_options) */
+  long line_deadline_s, message_deadline_s, tarpit_ms;
+  long max_per_client;
+  long auth_fail_limit, auth_fail_window_s, auth_fail_delay_ms;
+  long max_buffer;          /* --max-buffer: kept input + unsent output */
+  long long min_free;       /* --min-free: storage kept free */
 } options;
 
 /* A CIDR network of --xclient-from / --proxy-from. */
@@ -126,10 +142,12 @@ typedef struct conn {
   unsigned watched;      /* current POLLER_* mask */
   int eof;               /* the client closed its side: read no more */
   maildir_msg msg;       /* open while a message is being received */
-  char qid[40];
+  char qid[QUEUE_ID_MAX];
   unsigned long messages;
   const char *end_reason;
   char addr[64];         /* client address text, for logs */
+  int addr_stale;        /* XCLIENT may have changed the client: addr is
+                            made again (session_client_text) */
   mg_conn *mg;           /* its --milter filters, or NULL */
   struct sockaddr_storage peer; /* the socket's peer (trust decisions) */
   /* the transaction's envelope extras, written as X-Envelope-* fields */
@@ -139,6 +157,17 @@ typedef struct conn {
   struct rcpt_info *rcpts; /* by recipient index */
   size_t nrcpts, rcpts_cap;
   int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
+  /* defences */
+  char ip[64];           /* the socket peer's address text, or "" */
+  def_addr *da;          /* its entry in srv->defs, or NULL */
+  unsigned long from_ip; /* connections from ip when this one came */
+  uint64_t dl_epoch, dl_at; /* the library's deadline: epoch, when (ms) */
+  uint64_t delay_epoch;  /* the last reply delay seen */
+  uint64_t hold_until;   /* write nothing before this (ms), 0 = none */
+  size_t unsent;         /* TLS output left unwritten at the last flush */
+  uint64_t auth_resume_at; /* a deferred --users check answers then (ms) */
+  smtpd_verdict auth_verdict; /* ... with this verdict */
+  int auth_penalized;    /* this AUTH was delayed already (on_auth_fail) */
 } conn;
 
 typedef struct rcpt_info {
@@ -165,11 +194,17 @@ struct server {
   struct { int type; int fd; } sigpipe; /* read end of the self-pipe */
   int shutting_down;
   uint64_t shutdown_deadline;
-  unsigned long queue_counter;
+  queue_ids qids;             /* queue_id.c */
+  uint64_t now;                /* now_ms() once per loop pass, after the wait */
+  time_t tz_time;             /* Received: the local offset at tz_time */
+  int tz_offset_min;
   long fault_tls_new;         /* test hook: fail this many STARTTLS TLS
                                  setups (-1: all); see read_faults */
   netmask xclient_nets[MAX_NETS], proxy_nets[MAX_NETS];
   int nxclient_nets, nproxy_nets;
+  def_table *defs;            /* per-address counts (defences.c) */
+  int fault_enospc;           /* test hook: message writes fail, ENOSPC */
+  long long fault_free;       /* test hook: free space at MAIL, -1: real */
 };
 
 static int parse_num(const char *s, uint64_t *out);
@@ -194,21 +229,9 @@ static const char *log_safe(char *buf, size_t cap, const char *s) {
   return buf;
 }
 
-static void logmsg(const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  if (n > (int)sizeof line - 2)
-    n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  /* one write per line: lines from one process never interleave */
-  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-  (void)w;
-}
+/* The log (log.c): logmsg for rare lines; the lines of every session
+ * and message are put together by hand, and everything is written once
+ * per loop pass. */
 
 /* ---- connections ------------------------------------------------------ */
 
@@ -236,8 +259,17 @@ static void conn_destroy(conn *c) {
   const char *why = c->end_reason ? c->end_reason
                     : *tls_why    ? tls_why
                                   : "disconnect";
-  logmsg("smtpd-maildir: session end client=%s reason=%s messages=%lu",
-         c->addr, why, c->messages);
+  if (!srv->opt.quiet) { /* --quiet: no line per session either */
+    log_begin();
+    LOG_LIT("session end client=");
+    log_str(c->addr);
+    LOG_LIT(" reason=");
+    log_str(why);
+    LOG_LIT(" messages=");
+    log_u64(c->messages);
+    log_end();
+  }
+  def_conn_close(srv->defs, c->da);
   poller_remove(srv->poll, c->fd);
   close(c->fd);
   mg_conn_del(c->mg); /* before the session its chain borrows */
@@ -257,7 +289,7 @@ static void conn_destroy(conn *c) {
 /* Restart the client timer after input, as the session's state says. */
 static void restart_timer(conn *c) {
   uint32_t ms = smtpd_tls_session_timeout(c->ts, NULL);
-  c->deadline = ms ? now_ms() + ms : 0;
+  c->deadline = ms ? c->srv->now + ms : 0;
 }
 
 /* Feed the kept input. Returns -1 when the session failed fatally. */
@@ -277,17 +309,64 @@ static int feed_pending(conn *c) {
   return 0;
 }
 
+/* Tarpitting: a new reply delay of the session (after a failed AUTH, or
+ * an error beyond SMTPD_LIMIT_SOFT_ERRORS) holds back what is queued now
+ * until its time; so does an AUTH penalty (on_auth_fail). Only writing
+ * waits: the loop goes on, and the tick writes the reply. */
+static int conn_holding(conn *c) {
+  uint64_t epoch = 0, now = c->srv->now;
+  uint32_t d = smtpd_session_reply_delay(c->s, &epoch);
+  if (epoch != c->delay_epoch) {
+    c->delay_epoch = epoch;
+    if (d > 0 && now + d > c->hold_until)
+      c->hold_until = now + d;
+  }
+  if (c->hold_until > now)
+    return 1;
+  c->hold_until = 0;
+  return 0;
+}
+
+/* What this connection keeps in memory for a client that does not read:
+ * input not fed yet, the session's reply queue and, under TLS, ciphertext
+ * not written. Reading stops above --max-buffer. */
+static size_t conn_buffered(conn *c) {
+  size_t n = c->npending + smtpd_session_output(c->s, NULL);
+  if (smtpd_tls_session_is_tls(c->ts))
+    n += c->unsent;
+  return n;
+}
+
+/* The library's absolute deadlines (a command line, a message's data):
+ * one timer per epoch, not restarted by input, so trickling cannot
+ * extend it. The tick calls conn_expire when it is due. */
+static void conn_deadline(conn *c) {
+  uint64_t epoch = 0;
+  uint32_t d = smtpd_session_deadline(c->s, NULL, &epoch);
+  if (d == 0)
+    c->dl_at = 0; /* none now (also while paused): re-armed later */
+  else if (epoch != c->dl_epoch || c->dl_at == 0) {
+    c->dl_epoch = epoch;
+    c->dl_at = c->srv->now + d;
+  }
+}
+
 /* Write what is queued. Returns -1 when the connection is dead. */
 static int flush_output(conn *c) {
   const uint8_t *p;
   size_t n;
+  if (conn_holding(c))
+    return 0; /* tarpit: the reply waits (the tick writes it) */
+  c->unsent = 0;
   while ((n = smtpd_tls_session_output(c->ts, &p)) > 0) {
     ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->unsent = n;
         return 0;
+      }
       return -1;
     }
     smtpd_tls_session_consume(c->ts, (size_t)w);
@@ -344,15 +423,19 @@ static int conn_pump(conn *c) {
   int ww = smtpd_tls_session_want_write(c->ts);
   if (smtpd_session_is_closing(c->s) && !c->end_reason)
     c->end_reason = "closing";
+  /* bound the last flush (counted from the end of a tarpit hold) */
+  uint64_t grace = (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
   if (smtpd_session_is_closing(c->s) &&
-      (c->deadline == 0 || c->deadline > now_ms() + CLOSE_GRACE_MS))
-    c->deadline = now_ms() + CLOSE_GRACE_MS; /* bound the last flush */
+      (c->deadline == 0 || c->deadline > grace))
+    c->deadline = grace;
   else if (c->deadline == 0)
     restart_timer(c);
+  conn_deadline(c);
   unsigned want = 0;
-  if (wr && c->npending == 0 && !c->eof)
+  if (wr && c->npending == 0 && !c->eof &&
+      conn_buffered(c) < (size_t)srv->opt.max_buffer)
     want |= POLLER_IN;
-  if (ww)
+  if (ww && !c->hold_until)
     want |= POLLER_OUT;
   if (want != c->watched) {
     poller_set(srv->poll, c->fd, want, c);
@@ -377,7 +460,12 @@ static void conn_stop_reading(conn *c, const char *why) {
  * fed, as smtpd_tls_session_eof wants). */
 static void conn_read(conn *c) {
   server *srv = c->srv;
-  ssize_t r = recv(c->fd, srv->rbuf, sizeof srv->rbuf, 0);
+  /* no more than --max-buffer may be kept: read only what fits */
+  size_t held = conn_buffered(c), cap = sizeof srv->rbuf;
+  size_t room = held < (size_t)srv->opt.max_buffer
+                    ? (size_t)srv->opt.max_buffer - held
+                    : 1;
+  ssize_t r = recv(c->fd, srv->rbuf, room < cap ? room : cap, 0);
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -440,18 +528,35 @@ static void conn_expire(conn *c) {
   conn_pump(c);
 }
 
+/* The deadline of the epoch the timer was set for ran out: if that
+ * period is still on (the line or message not finished), the client gets
+ * 421 4.4.2 as for the idle timeout. */
+static void conn_deadline_due(conn *c) {
+  uint64_t epoch = 0;
+  if (smtpd_session_deadline(c->s, NULL, &epoch) > 0 &&
+      epoch == c->dl_epoch) {
+    if (!c->end_reason)
+      c->end_reason = "deadline";
+    conn_expire(c);
+    return;
+  }
+  c->dl_at = 0;
+  conn_pump(c);
+}
+
+/* "addr" and "addr:port" / "[v6addr]:port" (fmt.c, no getnameinfo),
+ * cut to the buffers given. */
 static void format_addr(const struct sockaddr *sa, char *host, size_t hcap,
                         char *both, size_t bcap) {
-  char port[16];
-  if (getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in),
-                  host, (socklen_t)hcap, port, sizeof port,
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    snprintf(host, hcap, "unknown");
-    snprintf(port, sizeof port, "0");
-  }
-  snprintf(both, bcap, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
-           port);
+  char h[FMT_IP_MAX], b[FMT_IP_MAX + 8];
+  fmt_sockaddr(sa, h, b);
+  size_t hl = strlen(h), bl = strlen(b);
+  hl = hl < hcap ? hl : hcap - 1;
+  bl = bl < bcap ? bl : bcap - 1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  memcpy(both, b, bl);
+  both[bl] = '\0';
 }
 
 static smtpd_verdict on_data_complete(smtpd_session *s,
@@ -478,11 +583,14 @@ static void conn_new(server *srv, listener *l, int fd,
     memcpy(&c->peer, sa, sa->sa_family == AF_INET6
                              ? sizeof(struct sockaddr_in6)
                              : sizeof(struct sockaddr_in));
+    snprintf(c->ip, sizeof c->ip, "%s", host);
+    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
   }
   int one = 1;
   if (!is_unix)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (smtpd_session_new(&c->s, srv->cfg, &srv->cb, c) != 0) {
+    def_conn_close(srv->defs, c->da);
     close(fd);
     free(c);
     return;
@@ -499,6 +607,7 @@ static void conn_new(server *srv, listener *l, int fd,
   if (!l->implicit_tls &&
       net_match(c, srv->proxy_nets, srv->nproxy_nets) &&
       smtpd_session_set_proxy(c->s) != 0) {
+    def_conn_close(srv->defs, c->da);
     close(fd);
     smtpd_session_del(c->s);
     free(c);
@@ -640,13 +749,25 @@ static void session_client_text(conn *c) {
   unsigned port = smtpd_session_client_port(c->s);
   if (a == NULL || *a == '\0')
     return;
-  char safe[64];
+  char safe[64], num[FMT_U64_MAX];
   log_safe(safe, sizeof safe, a);
-  if (port)
-    snprintf(c->addr, sizeof c->addr,
-             strchr(safe, ':') ? "[%s]:%u" : "%s:%u", safe, port);
-  else
-    snprintf(c->addr, sizeof c->addr, "%s", safe);
+  size_t n = strlen(safe), cap = sizeof c->addr - 1, o = 0;
+  int v6 = port && memchr(safe, ':', n) != NULL;
+  char *d = c->addr; /* as "[%s]:%u" / "%s:%u" / "%s", cut to cap */
+  if (v6 && o < cap)
+    d[o++] = '[';
+  for (size_t i = 0; i < n && o < cap; i++)
+    d[o++] = safe[i];
+  if (v6 && o < cap)
+    d[o++] = ']';
+  if (port) {
+    size_t k = fmt_u64(num, port);
+    if (o < cap)
+      d[o++] = ':';
+    for (size_t i = 0; i < k && o < cap; i++)
+      d[o++] = num[i];
+  }
+  d[o] = '\0';
 }
 
 /* xtext (RFC 3461 4): what is not printable ASCII, '+' and '=' as +HH.
@@ -666,10 +787,40 @@ static char *xtext_encode(const char *v) {
   return out;
 }
 
+/* Whom the per-address defences count this connection against: a
+ * trusted XCLIENT peer (a proxy in front) not at all; behind a PROXY
+ * header, the client it names; otherwise the socket's peer (conn_new). */
+static void defences_key(conn *c) {
+  server *srv = c->srv;
+  if (c->da == NULL)
+    return;
+  if (net_match(c, srv->xclient_nets, srv->nxclient_nets)) {
+    def_conn_close(srv->defs, c->da);
+    c->da = NULL;
+    return;
+  }
+  const char *a = smtpd_session_client_addr(c->s);
+  if (net_match(c, srv->proxy_nets, srv->nproxy_nets) && a && *a &&
+      strlen(a) < sizeof c->ip && strcmp(a, c->ip) != 0) {
+    def_conn_close(srv->defs, c->da);
+    snprintf(c->ip, sizeof c->ip, "%s", a);
+    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
+  }
+}
+
 static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   conn *c = ud;
   if (c->srv->nproxy_nets) /* a PROXY header may have named the client */
     session_client_text(c);
+  defences_key(c);
+  if (c->srv->opt.max_per_client > 0 && c->da &&
+      c->from_ip > (unsigned long)c->srv->opt.max_per_client) {
+    char text[128];
+    snprintf(text, sizeof text, "Error: too many connections from %s", c->ip);
+    c->end_reason = "too many connections from client";
+    smtpd_session_set_reply(s, 421, "4.7.0", text);
+    return SMTPD_TEMPFAIL;
+  }
   if (c->srv->opt.max_sessions > 0 && c->srv->nconns > c->srv->opt.max_sessions) {
     c->end_reason = "too many sessions";
     smtpd_session_set_reply(s, 421, "4.3.2",
@@ -679,11 +830,45 @@ static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   return mg_on_connect(c->mg);
 }
 
+/* The Maildir's free space (statvfs, or the test hook's figure) is less
+ * than need plus --min-free. */
+static int storage_short(server *srv, uint64_t need) {
+  if (srv->opt.discard)
+    return 0;
+  unsigned long long avail;
+  if (srv->fault_free >= 0) {
+    avail = (unsigned long long)srv->fault_free;
+  } else {
+    struct statvfs vfs;
+    if (statvfs(srv->opt.maildir, &vfs) != 0)
+      return 0; /* unknown: the write will tell */
+    avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+  }
+  return need > avail ||
+         avail - need < (unsigned long long)srv->opt.min_free;
+}
+
+/* A write or fsync of the message failed for want of space. */
+static int storage_full(const maildir_msg *m) {
+  return m->failed && (m->err == ENOSPC || m->err == EDQUOT);
+}
+
+static smtpd_verdict reply_storage(smtpd_session *s) {
+  smtpd_session_set_reply(s, 452, "4.3.1", "Insufficient system storage");
+  return SMTPD_TEMPFAIL;
+}
+
 static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
   conn *c = ud;
   if (c->srv->shutting_down) {
     smtpd_session_set_reply(s, 421, "4.3.2", "Service shutting down");
     return SMTPD_TEMPFAIL;
+  }
+  /* SIZE=n (RFC 1870 6.1): refused at once when the disk cannot take it */
+  if (storage_short(c->srv, m->has_size ? m->size : 0)) {
+    logmsg("smtpd-maildir: MAIL refused client=%s: insufficient storage "
+           "for SIZE=%" PRIu64, c->addr, m->has_size ? m->size : 0);
+    return reply_storage(s);
   }
   envelope_clear(c); /* a new transaction */
   c->dsn_ret = m->dsn_ret;
@@ -755,13 +940,13 @@ static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
   logmsg("smtpd-maildir: XCLIENT client=%s name=%s addr=%s", c->addr,
          log_safe(n, sizeof n, x->name ? x->name : "-"),
          log_safe(a, sizeof a, x->addr ? x->addr : "-"));
+  c->addr_stale = 1;
   return SMTPD_ACCEPT;
 }
 
 static void new_queue_id(conn *c) {
-  /* short, unique within this process, roughly sortable by time */
-  snprintf(c->qid, sizeof c->qid, "%" PRIX64 "%05lX",
-           (uint64_t)time(NULL), ++c->srv->queue_counter & 0xFFFFFu);
+  /* unique, in arrival order; no clock read, no printf (queue_id.c) */
+  queue_id_next(&c->srv->qids, c->qid);
 }
 
 /* The Received: line (RFC 5321 4.4) that goes on top of the message. */
@@ -784,12 +969,16 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
       r.is_helo = 0;
     }
     time_t t = time(NULL);
-    struct tm tm;
-    localtime_r(&t, &tm);
+    if (t != c->srv->tz_time) { /* the zone's offset, once a second */
+      struct tm tm;
+      localtime_r(&t, &tm);
+      c->srv->tz_time = t;
+      c->srv->tz_offset_min = (int)(tm.tm_gmtoff / 60);
+    }
     r.software = "smtpd-maildir";
     r.queue_id = c->qid;
     r.time = (int64_t)t;
-    r.utc_offset_minutes = (int)(tm.tm_gmtoff / 60);
+    r.utc_offset_minutes = c->srv->tz_offset_min;
     size_t n = smtpd_received_format(buf, cap, &r);
     if (n > 0 && n < cap)
       return n;
@@ -838,20 +1027,26 @@ static void header_safe(char *dst, size_t cap, const char *src) {
   dst[i] = '\0';
 }
 
+/* env_put - one piece of an X-Envelope-* field (maildir_write buffers) */
+static void env_put(conn *c, const char *str) {
+  maildir_write(&c->msg, str, strlen(str));
+}
+
 static void write_envelope(conn *c) {
   smtpd_session *s = c->s;
-  char line[1400], addr[600];
+  char addr[600];
   const char *sender = smtpd_session_sender(s);
   header_safe(addr, sizeof addr, sender ? sender : "");
-  int n = snprintf(line, sizeof line, "X-Envelope-From: <%s>%s%s%s%s\r\n",
-                   addr,
-                   c->dsn_ret == SMTPD_DSN_RET_FULL   ? "; RET=FULL"
-                   : c->dsn_ret == SMTPD_DSN_RET_HDRS ? "; RET=HDRS"
-                                                      : "",
-                   c->dsn_envid ? "; ENVID=" : "",
-                   c->dsn_envid ? c->dsn_envid : "", "");
-  if (n > 0 && (size_t)n < sizeof line)
-    maildir_write(&c->msg, line, (size_t)n);
+  env_put(c, "X-Envelope-From: <");
+  env_put(c, addr);
+  env_put(c, c->dsn_ret == SMTPD_DSN_RET_FULL   ? ">; RET=FULL"
+             : c->dsn_ret == SMTPD_DSN_RET_HDRS ? ">; RET=HDRS"
+                                                : ">");
+  if (c->dsn_envid) {
+    env_put(c, "; ENVID=");
+    env_put(c, c->dsn_envid);
+  }
+  env_put(c, "\r\n");
   size_t nr = smtpd_session_recipient_count(s);
   for (size_t i = 0; i < nr; i++) {
     const rcpt_info *ri = i < c->nrcpts ? &c->rcpts[i] : NULL;
@@ -875,11 +1070,15 @@ static void write_envelope(conn *c) {
         }
     }
     header_safe(addr, sizeof addr, smtpd_session_recipient(s, i));
-    n = snprintf(line, sizeof line, "X-Envelope-To: <%s>%s%s%s\r\n", addr,
-                 notify, ri && ri->orcpt ? "; ORCPT=" : "",
-                 ri && ri->orcpt ? ri->orcpt : "");
-    if (n > 0 && (size_t)n < sizeof line)
-      maildir_write(&c->msg, line, (size_t)n);
+    env_put(c, "X-Envelope-To: <");
+    env_put(c, addr);
+    env_put(c, ">");
+    env_put(c, notify);
+    if (ri && ri->orcpt) {
+      env_put(c, "; ORCPT=");
+      env_put(c, ri->orcpt);
+    }
+    env_put(c, "\r\n");
   }
   if (c->requiretls) {
     static const char rt[] = "X-Envelope-RequireTLS: yes\r\n";
@@ -916,11 +1115,45 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
                              void *ud) {
   conn *c = ud;
   (void)s;
-  if (c->srv->opt.discard)
+  if (c->srv->opt.discard) {
     c->msg.written += n;
-  else
-    maildir_write(&c->msg, p, n);
+    return SMTPD_ACCEPT;
+  }
+  maildir_write(&c->msg, p, n);
+  if (c->srv->fault_enospc && c->msg.fd >= 0) { /* test hook */
+    c->msg.failed = 1;
+    c->msg.err = ENOSPC;
+  }
+  if (storage_full(&c->msg)) { /* the rest is read and dropped */
+    logmsg("smtpd-maildir: %s: message refused: %s", c->qid,
+           strerror(c->msg.err));
+    return reply_storage(s);
+  }
   return SMTPD_ACCEPT;
+}
+
+/* "QID: from=<SENDER> nrcpt=N size=N client=ADDR" */
+static void log_from_line(conn *c, const smtpd_message *m) {
+  log_begin();
+  log_str(c->qid);
+  LOG_LIT(": from=<");
+  log_text(m->sender, 279);
+  LOG_LIT("> nrcpt=");
+  log_u64(m->nrecipients);
+  LOG_LIT(" size=");
+  log_u64(m->size);
+  LOG_LIT(" client=");
+  log_str(c->addr);
+  log_end();
+}
+
+/* 250 2.0.0 TEXT QID */
+static void reply_with_qid(conn *c, const char *text) {
+  char buf[80];
+  size_t n = strlen(text), q = strlen(c->qid);
+  memcpy(buf, text, n);
+  memcpy(buf + n, c->qid, q + 1);
+  smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
 }
 
 static smtpd_verdict on_data_complete(smtpd_session *s,
@@ -929,7 +1162,9 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   if (!c->srv->opt.discard) {
     if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0) {
       logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(errno));
+             strerror(c->msg.err ? c->msg.err : errno));
+      if (storage_full(&c->msg))
+        return reply_storage(s);
       smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
       return SMTPD_TEMPFAIL;
     }
@@ -937,15 +1172,11 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
   c->msg.written = 0;
   c->messages++;
   if (!c->srv->opt.quiet) {
-    char from[280];
-    session_client_text(c); /* after XCLIENT: the forwarded client */
-    logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
-           " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
-           m->nrecipients, m->size, c->addr);
+    if (c->addr_stale) /* after XCLIENT: the forwarded client */
+      session_client_text(c);
+    log_from_line(c, m);
   }
-  char text[80];
-  snprintf(text, sizeof text, "Ok: queued as %s", c->qid);
-  smtpd_session_set_reply(s, 250, "2.0.0", text);
+  reply_with_qid(c, "Ok: queued as ");
   return SMTPD_ACCEPT;
 }
 
@@ -988,37 +1219,41 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
     else if (c->msg.fd >= 0 && maildir_commit(&c->srv->md, &c->msg) == 0)
       c->lmtp_stored = 1;
     else {
-      c->lmtp_stored = -1;
+      c->lmtp_stored = storage_full(&c->msg) ? -2 : -1;
       logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(errno));
+             strerror(c->msg.err ? c->msg.err : errno));
     }
     c->msg.written = 0;
     if (c->lmtp_stored == 1)
       c->messages++;
     if (!c->srv->opt.quiet) {
-      char from[280];
-      session_client_text(c);
-      logmsg("smtpd-maildir: %s: from=<%s> nrcpt=%zu size=%" PRIu64
-             " client=%s", c->qid, log_safe(from, sizeof from, m->sender),
-             m->nrecipients, m->size, c->addr);
+      if (c->addr_stale)
+        session_client_text(c);
+      log_from_line(c, m);
     }
   }
-  if (!c->srv->opt.quiet)
-    logmsg("smtpd-maildir: %s: to=<%s> status=%s", c->qid, to,
-           refused                ? "refused"
-           : c->lmtp_stored == 1 ? "delivered"
-                                 : "deferred");
+  if (!c->srv->opt.quiet) {
+    log_begin();
+    log_str(c->qid);
+    LOG_LIT(": to=<");
+    log_str(to);
+    LOG_LIT("> status=");
+    log_str(refused                ? "refused"
+             : c->lmtp_stored == 1 ? "delivered"
+                                   : "deferred");
+    log_end();
+  }
   if (refused) {
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
+  if (c->lmtp_stored == -2)
+    return reply_storage(s);
   if (c->lmtp_stored != 1) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
-  char text[80];
-  snprintf(text, sizeof text, "Ok: delivered as %s", c->qid);
-  smtpd_session_set_reply(s, 250, "2.0.0", text);
+  reply_with_qid(c, "Ok: delivered as ");
   return SMTPD_ACCEPT;
 }
 
@@ -1048,6 +1283,32 @@ static void on_close(smtpd_session *s, smtpd_close_reason r, void *ud) {
                                                                 : "?";
   msg_abort(c);
   mg_on_close(c->mg);
+}
+
+/* A failed AUTH counts against the client's address across connections
+ * (defences.c). Once it failed --auth-fail-limit times within
+ * --auth-fail-window, every further AUTH answer to that address waits
+ * --auth-fail-delay (on top of the session's own tarpit): with --users
+ * the check itself is deferred (users_verify), so a right password waits
+ * as long as a wrong one; with other backends the 535 is held back. */
+static void on_auth_fail(smtpd_session *s, const smtpd_auth_result *r,
+                         void *ud) {
+  conn *c = ud;
+  server *srv = c->srv;
+  uint64_t now = srv->now;
+  (void)s;
+  (void)r;
+  if (c->auth_penalized) { /* users_verify delayed it already */
+    c->auth_penalized = 0;
+  } else if (def_auth_penalized(srv->defs, c->da, now)) {
+    uint64_t until = now + (uint64_t)srv->opt.auth_fail_delay_ms;
+    if (until > c->hold_until)
+      c->hold_until = until;
+    logmsg("smtpd-maildir: AUTH failure client=%s: address over "
+           "--auth-fail-limit, reply delayed %ld ms", c->addr,
+           srv->opt.auth_fail_delay_ms);
+  }
+  def_auth_failed(srv->defs, c->da, now);
 }
 
 /* STARTTLS is a decision: make this connection's TLS object now
@@ -1117,15 +1378,31 @@ static smtpd_verdict users_verify(smtpd_session *s, const char *mech,
   const user_table *t = ctx;
   (void)s;
   (void)mech;
-  if (authzid && *authzid && strcmp(authzid, authcid) != 0)
-    return SMTPD_REJECT; /* no proxy authorisation in this example */
-  for (size_t i = 0; i < t->n; i++) {
-    const char *u = t->lines[i], *p = u + strlen(u) + 1;
-    if (strcmp(u, authcid) == 0)
-      return smtpd_consttime_equal(p, strlen(p), pw, pwlen) ? SMTPD_ACCEPT
-                                                             : SMTPD_REJECT;
+  smtpd_verdict v = SMTPD_REJECT;
+  if (!(authzid && *authzid && strcmp(authzid, authcid) != 0))
+    for (size_t i = 0; i < t->n; i++) { /* no proxy authorisation here */
+      const char *u = t->lines[i], *p = u + strlen(u) + 1;
+      if (strcmp(u, authcid) == 0) {
+        v = smtpd_consttime_equal(p, strlen(p), pw, pwlen) ? SMTPD_ACCEPT
+                                                           : SMTPD_REJECT;
+        break;
+      }
+    }
+  /* an address over --auth-fail-limit waits --auth-fail-delay for every
+   * answer, right or wrong (Dovecot's auth penalty): the session pauses,
+   * the tick resumes it */
+  conn *c = smtpd_session_user_data(s);
+  uint64_t now = c ? c->srv->now : now_ms();
+  if (c && c->srv->opt.auth_fail_delay_ms > 0 &&
+      def_auth_penalized(c->srv->defs, c->da, now)) {
+    c->auth_verdict = v;
+    c->auth_resume_at = now + (uint64_t)c->srv->opt.auth_fail_delay_ms;
+    c->auth_penalized = 1;
+    logmsg("smtpd-maildir: AUTH client=%s: address over --auth-fail-limit, "
+           "answer delayed %ld ms", c->addr, c->srv->opt.auth_fail_delay_ms);
+    return SMTPD_DEFER;
   }
-  return SMTPD_REJECT;
+  return v;
 }
 #endif
 
@@ -1197,6 +1474,9 @@ static int listen_on(server *srv, const char *spec, int implicit_tls) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    /* --workers: every worker gets a socket of its own on this address */
+    if (srv->opt.workers > 1)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   }
   if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
       listen(fd, 1024) != 0) {
@@ -1218,6 +1498,38 @@ static int listen_on(server *srv, const char *spec, int implicit_tls) {
   l->type = OBJ_LISTENER;
   l->fd = fd;
   l->implicit_tls = implicit_tls;
+  return 0;
+}
+
+/* --workers, in workers 1..N-1: a socket of this worker's own for each
+ * TCP listener, on the same address (SO_REUSEPORT: the kernel spreads
+ * new connections over the workers' sockets); the inherited one is
+ * closed, so it belongs to worker 0 alone. UNIX sockets stay shared. */
+static int listeners_own(server *srv) {
+  for (int i = 0; i < srv->nlisteners; i++) {
+    listener *l = &srv->listeners[i];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int one = 1;
+    if (l->unix_path)
+      continue;
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) != 0)
+      return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0)
+      return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+      close(fd);
+      return -1;
+    }
+    close(l->fd);
+    l->fd = fd;
+  }
   return 0;
 }
 
@@ -1287,8 +1599,25 @@ static void usage(FILE *f) {
 "  --hostname NAME        our name in the greeting and Received: lines\n"
 "  --max-size BYTES       largest message accepted (default 10240000)\n"
 "  --max-recipients N     recipients per message (default 1000)\n"
-"  --max-sessions N       concurrent sessions; more get 421 4.3.2\n"
+"  --max-sessions N       concurrent sessions; more get 421 4.3.2 (default\n"
+"                         5000, less when the descriptor limit is lower)\n"
+"  --max-per-client N     concurrent sessions from one address; more get\n"
+"                         421 4.7.0 (default 20; 0: no limit)\n"
 "  --timeout SECONDS      client idle timeout (default 300, 180 in DATA)\n"
+"  --line-deadline S      one command line, first octet to end (default 60;\n"
+"                         0: none)\n"
+"  --message-deadline S   one message's data, DATA/BDAT to end (default\n"
+"                         1800; 0: none)\n"
+"  --tarpit MS            hold error replies after a failed AUTH or too many\n"
+"                         errors this long (default 1000; 0: never)\n"
+"  --auth-fail-limit N    AUTH failures from one address (default 5; 0: off)\n"
+"  --auth-fail-window S   ... counted over this window (default 3600)\n"
+"  --auth-fail-delay MS   ... then every further AUTH answer waits this\n"
+"                         long (default 5000)\n"
+"  --max-buffer BYTES     stop reading a client whose kept input and unsent\n"
+"                         replies exceed this (default 131072)\n"
+"  --min-free BYTES       storage kept free: MAIL (with SIZE=n: n more) gets\n"
+"                         452 4.3.1 below it (default 16777216)\n"
 "  --shutdown-timeout S   at SIGINT/SIGTERM, wait this long for open\n"
 "                         transactions (default 10)\n"
 "  --quiet                no log line per message\n"
@@ -1305,6 +1634,8 @@ static void usage(FILE *f) {
 "                         when a filter is down or fails (default tempfail)\n"
 "  --milter-timeout S     filter connect/command/content timeout (default\n"
 "                         30/30/300)\n"
+"  --workers N            N processes, each with its own loop and its own\n"
+"                         SO_REUSEPORT sockets (default 1)\n"
 "  --help                 this text\n",
 #ifdef SMTPD_HAVE_SASL_BUILTIN
           "",
@@ -1332,24 +1663,44 @@ static int parse_num(const char *s, uint64_t *out) {
 /* Test hook, for the interop tests only: SMTPD_MAILDIR_FAULT in the
  * environment makes a named step fail on purpose. Not an option, so it
  * stays out of --help and out of real configurations; an unknown value
- * is refused. Known faults:
+ * is refused. A comma-separated list of:
  *   starttls-setup[:N]  the TLS object for STARTTLS cannot be made (the
  *                       first N times; always without :N), so the client
- *                       gets 454 and stays in plaintext */
+ *                       gets 454 and stays in plaintext
+ *   enospc              every write of a message body fails with ENOSPC
+ *   free-space:BYTES    the Maildir's file system has BYTES free (the
+ *                       check at MAIL FROM) */
 static int read_faults(server *srv) {
   const char *f = getenv("SMTPD_MAILDIR_FAULT");
+  srv->fault_free = -1;
   if (f == NULL || *f == '\0')
     return 0;
-  static const char name[] = "starttls-setup";
-  size_t len = sizeof name - 1;
-  if (strncmp(f, name, len) != 0 || (f[len] != '\0' && f[len] != ':'))
-    goto bad;
-  srv->fault_tls_new = -1;
-  if (f[len] == ':') {
-    uint64_t n;
-    if (parse_num(f + len + 1, &n) != 0 || n == 0 || n > 1000000)
+  const char *p = f;
+  while (*p) {
+    size_t len = strcspn(p, ",");
+    char item[64];
+    if (len == 0 || len >= sizeof item)
       goto bad;
-    srv->fault_tls_new = (long)n;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    p += len + (p[len] == ',');
+    char *arg = strchr(item, ':');
+    if (arg)
+      *arg++ = '\0';
+    uint64_t n = 0;
+    if (arg && (parse_num(arg, &n) != 0))
+      goto bad;
+    if (strcmp(item, "starttls-setup") == 0) {
+      if (arg && (n == 0 || n > 1000000))
+        goto bad;
+      srv->fault_tls_new = arg ? (long)n : -1;
+    } else if (strcmp(item, "enospc") == 0 && !arg) {
+      srv->fault_enospc = 1;
+    } else if (strcmp(item, "free-space") == 0 && arg && n < (1ull << 62)) {
+      srv->fault_free = (long long)n;
+    } else {
+      goto bad;
+    }
   }
   logmsg("smtpd-maildir: test fault injection: %s", f);
   return 0;
@@ -1358,12 +1709,46 @@ bad:
   return -1;
 }
 
+/* The descriptor budget: raise RLIMIT_NOFILE's soft limit to the hard
+ * one, then size --max-sessions (unless given) so every session can hold
+ * its socket, a message file and one socket per --milter filter, with a
+ * reserve for listeners, logs and the like. */
+#define MAX_SESSIONS_DEFAULT 5000
+#define FD_RESERVE 64
+static void size_sessions(options *o) {
+  struct rlimit rl;
+  long budget = MAX_SESSIONS_DEFAULT;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+      struct rlimit nl = {want, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+        rl.rlim_cur = want;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY) {
+      long per = 2 + o->milter.n;
+      long fds = (long)(rl.rlim_cur > 1048576 ? 1048576 : rl.rlim_cur);
+      budget = fds > FD_RESERVE + per ? (fds - FD_RESERVE) / per : 1;
+    }
+  }
+  if (o->max_sessions < 0)
+    o->max_sessions =
+        budget < MAX_SESSIONS_DEFAULT ? budget : MAX_SESSIONS_DEFAULT;
+  else if (o->max_sessions == 0 || o->max_sessions > budget)
+    logmsg("smtpd-maildir: --max-sessions %ld: the descriptor limit allows "
+           "about %ld", o->max_sessions, budget);
+  logmsg("smtpd-maildir: max sessions %ld, per client %ld", o->max_sessions,
+         o->max_per_client);
+}
+
 static int parse_options(options *o, int argc, char **argv) {
   enum { O_LISTEN = 256, O_MAILDIR, O_DISCARD, O_HOSTNAME, O_MAXSIZE,
          O_MAXRCPT, O_MAXSESS, O_TIMEOUT, O_SHUTDOWN, O_QUIET, O_CERT, O_KEY,
          O_TLSLISTEN, O_USERS, O_SASL, O_AUTHPLAIN, O_SELFSIGNED, O_SASLDIR, O_HELP,
          O_LMTP, O_REJECTRCPT, O_XCLIENTFROM, O_PROXYFROM,
-         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT };
+         O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT, O_WORKERS,
+         O_LINE_DL, O_MSG_DL, O_TARPIT, O_PER_CLIENT, O_AF_LIMIT,
+         O_AF_WINDOW, O_AF_DELAY, O_MAXBUF, O_MINFREE };
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"maildir", required_argument, NULL, O_MAILDIR},
@@ -1391,9 +1776,29 @@ static int parse_options(options *o, int argc, char **argv) {
       {"milter", required_argument, NULL, O_MILTER},
       {"milter-default-action", required_argument, NULL, O_MILTER_ACTION},
       {"milter-timeout", required_argument, NULL, O_MILTER_TIMEOUT},
+      {"workers", required_argument, NULL, O_WORKERS},
+      {"line-deadline", required_argument, NULL, O_LINE_DL},
+      {"message-deadline", required_argument, NULL, O_MSG_DL},
+      {"tarpit", required_argument, NULL, O_TARPIT},
+      {"max-per-client", required_argument, NULL, O_PER_CLIENT},
+      {"auth-fail-limit", required_argument, NULL, O_AF_LIMIT},
+      {"auth-fail-window", required_argument, NULL, O_AF_WINDOW},
+      {"auth-fail-delay", required_argument, NULL, O_AF_DELAY},
+      {"max-buffer", required_argument, NULL, O_MAXBUF},
+      {"min-free", required_argument, NULL, O_MINFREE},
       {NULL, 0, NULL, 0}};
   o->maildir = "./mail";
   o->shutdown_s = 10;
+  o->line_deadline_s = 60;       /* the library's defaults, said here */
+  o->message_deadline_s = 1800;
+  o->tarpit_ms = 1000;
+  o->max_per_client = 20;
+  o->auth_fail_limit = 5;
+  o->auth_fail_window_s = 3600;
+  o->auth_fail_delay_ms = 5000;
+  o->max_buffer = 131072;
+  o->max_sessions = -1; /* sized to the descriptor limit (main) */
+  o->min_free = 16777216;
   int ch;
   uint64_t v;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1449,6 +1854,39 @@ static int parse_options(options *o, int argc, char **argv) {
     case O_MILTER_TIMEOUT:
       if (mg_option(&o->milter, ch - O_MILTER, optarg) != 0) return -1;
       break;
+    case O_WORKERS:
+      if (parse_num(optarg, &v) || v == 0 || v > WORKERS_MAX) return -1;
+      o->workers = (int)v;
+      break;
+    case O_LINE_DL:
+    case O_MSG_DL:
+    case O_AF_WINDOW:
+      if (parse_num(optarg, &v) || v > 86400) return -1;
+      *(ch == O_LINE_DL  ? &o->line_deadline_s
+        : ch == O_MSG_DL ? &o->message_deadline_s
+                         : &o->auth_fail_window_s) = (long)v;
+      break;
+    case O_TARPIT:
+    case O_AF_DELAY:
+      if (parse_num(optarg, &v) || v > 600000) return -1;
+      *(ch == O_TARPIT ? &o->tarpit_ms : &o->auth_fail_delay_ms) = (long)v;
+      break;
+    case O_PER_CLIENT:
+    case O_AF_LIMIT:
+      if (parse_num(optarg, &v) || v > 1000000 ||
+          (ch == O_AF_LIMIT && v > DEF_MAX_AUTH_FAIL_LIMIT))
+        return -1;
+      *(ch == O_PER_CLIENT ? &o->max_per_client : &o->auth_fail_limit) =
+          (long)v;
+      break;
+    case O_MAXBUF:
+      if (parse_num(optarg, &v) || v < 1024 || v > (1u << 30)) return -1;
+      o->max_buffer = (long)v;
+      break;
+    case O_MINFREE:
+      if (parse_num(optarg, &v) || v > (1ull << 62)) return -1;
+      o->min_free = (long long)v;
+      break;
     default: return -1;
     }
   }
@@ -1479,6 +1917,15 @@ static int configure(server *srv) {
     smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_DATA,
                              (uint32_t)o->timeout_s * 1000u);
   }
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_LINE,
+                           (uint32_t)o->line_deadline_s * 1000u);
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_MESSAGE,
+                           (uint32_t)o->message_deadline_s * 1000u);
+  smtpd_config_set_timeout(srv->cfg, SMTPD_TIMEOUT_TARPIT,
+                           (uint32_t)o->tarpit_ms);
+  if (def_table_new(&srv->defs, (unsigned)o->auth_fail_limit,
+                    (uint64_t)o->auth_fail_window_s * 1000u) != 0)
+    return -1;
   if (o->cert || o->selfsigned) {
     int rc = smtpd_tls_ctx_new(&srv->tls, NULL);
     if (rc == 0)
@@ -1529,6 +1976,13 @@ static int configure(server *srv) {
             strerror(errno));
     return -1;
   }
+  if (!o->discard) { /* what died in tmp/ before (tmp_sweep.h) */
+    long swept = tmp_sweep(srv->md.tmpfd, TMP_SWEEP_AGE, time(NULL));
+    if (swept != 0)
+      logmsg("smtpd-maildir: tmp/ sweep: %ld stale file%s removed%s%s",
+             swept < 0 ? 0 : swept, swept == 1 ? "" : "s",
+             swept < 0 ? ": " : "", swept < 0 ? strerror(errno) : "");
+  }
   memset(&srv->cb, 0, sizeof srv->cb);
   srv->cb.version = SMTPD_CALLBACKS_VERSION;
   srv->cb.on_connect = on_connect;
@@ -1544,6 +1998,7 @@ static int configure(server *srv) {
   srv->cb.on_notice = on_notice;
   srv->cb.on_close = on_close;
   srv->cb.on_starttls = on_starttls;
+  srv->cb.on_auth_fail = on_auth_fail;
   if (mg_server_new(&srv->mg, &o->milter, o->discard ? "--discard"
                                           : o->lmtp  ? "--lmtp"
                                                      : NULL) != 0)
@@ -1617,6 +2072,7 @@ int main(int argc, char **argv) {
   user_table users = {0};
   if (srv == NULL)
     return 1;
+  atexit(log_flush); /* lines still pending when main returns early */
   if (parse_options(&srv->opt, argc, argv) != 0) {
     usage(stderr);
     free(srv);
@@ -1626,10 +2082,8 @@ int main(int argc, char **argv) {
     free(srv);
     return 2;
   }
+  size_sessions(&srv->opt);
   if (configure(srv) != 0 || setup_auth(srv, &users) != 0)
-    return 1;
-  srv->poll = poller_new();
-  if (srv->poll == NULL)
     return 1;
   for (int i = 0; i < srv->opt.nlisten; i++)
     if (listen_on(srv, srv->opt.listen[i], 0) != 0) {
@@ -1643,6 +2097,31 @@ int main(int argc, char **argv) {
               srv->opt.tls_listen[i], strerror(errno));
       return 1;
     }
+  if (srv->opt.workers > 1) { /* fork here: each worker its own loop */
+    log_flush();
+    int w = workers_start(srv->opt.workers);
+    if (w < 0) {
+      fprintf(stderr, "smtpd-maildir: cannot start workers: %s\n",
+              strerror(errno));
+      return 1;
+    }
+    if (w == srv->opt.workers) { /* the supervisor serves nothing */
+      for (int i = 0; i < srv->nlisteners; i++)
+        close(srv->listeners[i].fd);
+      return workers_wait();
+    }
+    if (w > 0 && listeners_own(srv) != 0) {
+      fprintf(stderr, "smtpd-maildir: worker %d: cannot listen: %s\n", w,
+              strerror(errno));
+      return 1;
+    }
+    logmsg("smtpd-maildir: worker %d of %d ready, pid %ld", w,
+           srv->opt.workers, (long)getpid());
+  }
+  srv->poll = poller_new(); /* after the fork: one per worker */
+  if (srv->poll == NULL)
+    return 1;
+  queue_id_init(&srv->qids); /* its pid is part of the ids */
   for (int i = 0; i < srv->nlisteners; i++)
     poller_set(srv->poll, srv->listeners[i].fd, POLLER_IN,
                &srv->listeners[i]);
@@ -1662,14 +2141,20 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  workers_ready(); /* --workers: stop signals were held until here */
 
   poller_event ev[256];
-  uint64_t next_tick = now_ms() + TICK_MS;
+  srv->now = now_ms();
+  uint64_t next_tick = srv->now + TICK_MS;
   int stop = 0;
   while (!srv->shutting_down || srv->nconns > 0) {
-    uint64_t now = now_ms();
+    /* one clock read per pass: srv->now, read after the wait, serves the
+     * pass's timers and the next wait (a pass is short against TICK_MS) */
+    uint64_t now = srv->now;
     int wait = next_tick > now ? (int)(next_tick - now) : 0;
+    log_flush(); /* the pass's lines, in one write, before blocking */
     int n = poller_wait(srv->poll, ev, 256, wait);
+    srv->now = now_ms();
     if (n < 0) {
       fprintf(stderr, "smtpd-maildir: poll: %s\n", strerror(errno));
       return 1;
@@ -1693,14 +2178,23 @@ int main(int argc, char **argv) {
     }
     if (stop)
       begin_shutdown(srv);
-    now = now_ms();
+    now = srv->now;
     if (now >= next_tick) { /* coarse timers: scan every connection */
       next_tick = now + TICK_MS;
       for (conn *c = srv->conns, *next; c; c = next) {
         next = c->next;
         if (c->deadline && c->deadline <= now)
           conn_expire(c);
+        else if (c->dl_at && c->dl_at <= now)
+          conn_deadline_due(c);
+        else if (c->auth_resume_at && c->auth_resume_at <= now) {
+          c->auth_resume_at = 0; /* the penalty is served: answer */
+          smtpd_session_resume(c->s, c->auth_verdict);
+          conn_pump(c);
+        } else if (c->hold_until && c->hold_until <= now)
+          conn_pump(c); /* the held reply may go now */
       }
+      def_sweep(srv->defs, now);
       if (srv->listeners_paused && !srv->shutting_down) {
         for (int k = 0; k < srv->nlisteners; k++)
           poller_set(srv->poll, srv->listeners[k].fd, POLLER_IN,
@@ -1716,6 +2210,7 @@ int main(int argc, char **argv) {
       conn_pump(o);
   }
   logmsg("smtpd-maildir: stopped");
+  log_flush();
   poller_del(srv->poll);
   close(sp[0]);
   close(sp[1]);
@@ -1725,6 +2220,7 @@ int main(int argc, char **argv) {
   smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
   users_free(&users);
   mg_server_del(srv->mg); /* after every connection is gone */
+  def_table_del(srv->defs);
   smtpd_config_del(srv->cfg);
   free(srv);
   return 0;

@@ -97,6 +97,7 @@ void *mg_next(mg_server *ms) {
 #include <unistd.h>
 
 #include "smtpd/milter.h"
+#include "log.h"
 
 #define MG_BUF 65536
 
@@ -149,19 +150,12 @@ static uint64_t mg_now(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* into the program's log buffer (log.c), in order with its other lines */
 static void mg_log(const char *fmt, ...) {
-  char line[1024];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  vlogmsg(fmt, ap);
   va_end(ap);
-  if (n < 0)
-    return;
-  if (n > (int)sizeof line - 2)
-    n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-  (void)w;
 }
 
 /* ---- options and server ------------------------------------------------- */

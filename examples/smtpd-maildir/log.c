@@ -1,0 +1,108 @@
+/*
+ * log.c - the buffered, printf-free log of smtpd-maildir (see log.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fmt.h"
+
+#define PREFIX "smtpd-maildir: "
+
+static struct {
+  size_t len;  /* bytes pending in buf */
+  size_t line; /* where the line being built starts */
+  char buf[LOG_BUF_SIZE];
+} lg;
+
+static size_t room(void) { /* what the current line may still take */
+  size_t used = lg.len - lg.line;
+  return used < LOG_LINE_MAX ? LOG_LINE_MAX - used : 0;
+}
+
+void log_begin(void) {
+  if (sizeof lg.buf - lg.len < LOG_LINE_MAX + 1)
+    log_flush();
+  lg.line = lg.len;
+  log_mem(PREFIX, sizeof PREFIX - 1);
+}
+
+void log_mem(const char *s, size_t n) {
+  size_t r = room();
+  if (n > r)
+    n = r;
+  memcpy(lg.buf + lg.len, s, n);
+  lg.len += n;
+}
+
+void log_str(const char *s) { log_mem(s, strlen(s)); }
+
+void log_text(const char *s, size_t max) {
+  size_t r = room();
+  if (s == NULL)
+    return;
+  if (max > r)
+    max = r;
+  char *o = lg.buf + lg.len;
+  size_t i = 0;
+  for (; i < max && s[i]; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    o[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  lg.len += i;
+}
+
+void log_u64(uint64_t v) {
+  char d[FMT_U64_MAX];
+  log_mem(d, fmt_u64(d, v));
+}
+
+void log_end(void) {
+  lg.buf[lg.len++] = '\n'; /* room() kept one byte for it */
+  lg.line = lg.len;
+}
+
+void vlogmsg(const char *fmt, va_list ap) {
+  if (sizeof lg.buf - lg.len < LOG_LINE_MAX + 1)
+    log_flush();
+  lg.line = lg.len;
+  int n = vsnprintf(lg.buf + lg.len, LOG_LINE_MAX + 1, fmt, ap);
+  if (n < 0)
+    return;
+  lg.len += (size_t)n > LOG_LINE_MAX ? LOG_LINE_MAX : (size_t)n;
+  log_end();
+}
+
+void logmsg(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlogmsg(fmt, ap);
+  va_end(ap);
+}
+
+void log_flush(void) {
+  size_t off = 0;
+  while (off < lg.len) {
+    size_t n = lg.len - off;
+    if (n > PIPE_BUF) { /* whole lines only, so writes stay atomic */
+      n = PIPE_BUF;
+      while (n > 0 && lg.buf[off + n - 1] != '\n')
+        n--;
+      if (n == 0)
+        n = PIPE_BUF < lg.len - off ? PIPE_BUF : lg.len - off;
+    }
+    ssize_t w = write(STDERR_FILENO, lg.buf + off, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break; /* stderr closed or full: the lines are dropped */
+    off += (size_t)w;
+  }
+  lg.len = lg.line = 0;
+}
