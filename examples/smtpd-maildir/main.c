@@ -1032,20 +1032,46 @@ static void env_put(conn *c, const char *str) {
   maildir_write(&c->msg, str, strlen(str));
 }
 
+/* RFC 5322 2.1.1: a line is at most 998 octets before its CRLF. */
+#define ENV_LINE_MAX 998u
+
+/* env_param - "; NAME=value" on the field's current line (*col octets
+ * long), or folded onto a line of its own when it would pass 998
+ * octets. A value that cannot fit even a line of its own (an ORCPT
+ * whose every octet was xtext-escaped under a raised command-line limit)
+ * is left out rather than written over the limit. */
+static void env_param(conn *c, size_t *col, const char *name,
+                      const char *value) {
+  size_t n = strlen(name), v = strlen(value);
+  if (1 + n + 1 + v + 1 > ENV_LINE_MAX)
+    return;
+  if (*col + 2 + n + 1 + v + 1 > ENV_LINE_MAX) { /* +1: ';' of a next one */
+    env_put(c, ";\r\n\t");
+    *col = 1;
+  } else {
+    env_put(c, "; ");
+    *col += 2;
+  }
+  env_put(c, name);
+  env_put(c, "=");
+  env_put(c, value);
+  *col += n + 1 + v;
+}
+
 static void write_envelope(conn *c) {
   smtpd_session *s = c->s;
   char addr[600];
   const char *sender = smtpd_session_sender(s);
   header_safe(addr, sizeof addr, sender ? sender : "");
+  size_t col = sizeof "X-Envelope-From: <>" - 1 + strlen(addr);
   env_put(c, "X-Envelope-From: <");
   env_put(c, addr);
-  env_put(c, c->dsn_ret == SMTPD_DSN_RET_FULL   ? ">; RET=FULL"
-             : c->dsn_ret == SMTPD_DSN_RET_HDRS ? ">; RET=HDRS"
-                                                : ">");
-  if (c->dsn_envid) {
-    env_put(c, "; ENVID=");
-    env_put(c, c->dsn_envid);
-  }
+  env_put(c, ">");
+  if (c->dsn_ret != SMTPD_DSN_RET_UNSPECIFIED)
+    env_param(c, &col, "RET",
+              c->dsn_ret == SMTPD_DSN_RET_FULL ? "FULL" : "HDRS");
+  if (c->dsn_envid)
+    env_param(c, &col, "ENVID", c->dsn_envid);
   env_put(c, "\r\n");
   size_t nr = smtpd_session_recipient_count(s);
   for (size_t i = 0; i < nr; i++) {
@@ -1059,7 +1085,6 @@ static void write_envelope(conn *c) {
           {SMTPD_DSN_NOTIFY_SUCCESS, "SUCCESS"},
           {SMTPD_DSN_NOTIFY_FAILURE, "FAILURE"},
           {SMTPD_DSN_NOTIFY_DELAY, "DELAY"}};
-      strcpy(notify, "; NOTIFY=");
       int first = 1;
       for (size_t k = 0; k < sizeof names / sizeof *names; k++)
         if (ri->notify & names[k].bit) {
@@ -1070,14 +1095,14 @@ static void write_envelope(conn *c) {
         }
     }
     header_safe(addr, sizeof addr, smtpd_session_recipient(s, i));
+    col = sizeof "X-Envelope-To: <>" - 1 + strlen(addr);
     env_put(c, "X-Envelope-To: <");
     env_put(c, addr);
     env_put(c, ">");
-    env_put(c, notify);
-    if (ri && ri->orcpt) {
-      env_put(c, "; ORCPT=");
-      env_put(c, ri->orcpt);
-    }
+    if (*notify)
+      env_param(c, &col, "NOTIFY", notify);
+    if (ri && ri->orcpt)
+      env_param(c, &col, "ORCPT", ri->orcpt);
     env_put(c, "\r\n");
   }
   if (c->requiretls) {
