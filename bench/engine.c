@@ -11,6 +11,15 @@
  *      after EHLO), counted through the smtpd_mem allocator hook
  *
  *   usage: smtpd-bench-engine [lockstep_count [pipelined_sessions]]
+ *          smtpd-bench-engine body-messages N
+ *
+ * The second form only sends N messages of 1 MiB (76-letter lines) in
+ * one session, in 64 KB pieces: run it under callgrind for two N and
+ * divide the difference by the difference of MiB to get the engine's
+ * instructions per body octet (docs/benchmarks.md):
+ *
+ *   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+ *     build/bench/smtpd-bench-engine body-messages 8      (and 16)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -313,8 +322,8 @@ static void bench_body(void) {
     }
   double mt = (now_s() - m0) / 4;
   printf("body       %8zu MB in 64 KB pieces               %10.2f GB/s  "
-         "(memchr for LF: %.2f GB/s, %zu lines)\n",
-         blen >> 20, blen / dt / 1e9, blen / mt / 1e9, lines / 4);
+         "(memchr for LF: %.2f GB/s, %zu lines; scan/memchr speed %.2f)\n",
+         blen >> 20, blen / dt / 1e9, blen / mt / 1e9, lines / 4, mt / dt);
   smtpd_session_del(s);
   free(body);
   smtpd_config_del(cfg);
@@ -344,7 +353,41 @@ static void bench_idle(void) {
   smtpd_config_del(cfg);
 }
 
+/* N messages of 1 MiB in one session, nothing timed: for callgrind. */
+static int body_messages(long n) {
+  counter cnt = {0};
+  smtpd_config *cfg = make_config(&cnt, 0);
+  sink sk = {0};
+  size_t blen;
+  const size_t piece = 64u << 10;
+  char *body = make_body(1u << 20, &blen);
+  smtpd_session *s = open_session(cfg, &sk);
+  if (send_cmd(s, "EHLO client.example\r\n", 250))
+    return 1;
+  for (long i = 0; i < n; i++) {
+    int code = 0;
+    if (send_cmd(s, "MAIL FROM:<a@example.org>\r\n", 250) ||
+        send_cmd(s, "RCPT TO:<b@example.org>\r\n", 250) ||
+        send_cmd(s, "DATA\r\n", 354))
+      return 1;
+    for (size_t off = 0; off < blen; off += piece) {
+      size_t k = blen - off < piece ? blen - off : piece;
+      if (feed_all(s, body + off, k, NULL) != 0)
+        return 1;
+    }
+    if (feed_all(s, ".\r\n", 3, &code) || code != 250)
+      return 1;
+  }
+  smtpd_session_del(s);
+  smtpd_config_del(cfg);
+  free(body);
+  printf("%ld messages of %zu octets\n", n, blen);
+  return sk.messages == (uint64_t)n ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 2 && !strcmp(argv[1], "body-messages"))
+    return body_messages(atol(argv[2]));
   long lockstep = argc > 1 ? atol(argv[1]) : 200000;
   long pipelined = argc > 2 ? atol(argv[2]) : 2000;
   printf("libsmtpd %s engine benchmark\n", smtpd_version(NULL));

@@ -9,7 +9,10 @@
  *     build/bench/smtpd-bench-transaction 1000     (and 2000)
  *
  * With a second argument "pipelined", all N transactions run in one
- * session (steady state: no allocation).
+ * session (steady state: no allocation). A third argument R sends R
+ * recipients, all RCPT commands in one feed (a pipelined group); the
+ * cost of an extra pipelined RCPT is the difference between two R
+ * divided by the difference of R (docs/benchmarks.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,9 @@ static void feed(smtpd_session *s, const char *d, size_t n) {
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 1000, i;
   int pipelined = argc > 2 && !strcmp(argv[2], "pipelined");
+  long nrcpt = argc > 3 ? atol(argv[3]) : 1;
+  char *rcpts;
+  size_t rl = 0;
   smtpd_config *c;
   smtpd_session *s = NULL;
   smtpd_callbacks cb;
@@ -53,6 +59,13 @@ int main(int argc, char **argv) {
   cb.on_body = on_body;
   if (smtpd_config_new(&c, NULL) || smtpd_config_set_hostname(c, "mx.example.org"))
     return 1;
+  if (nrcpt < 1 || nrcpt > 1000 || !(rcpts = malloc((size_t)nrcpt * 40)))
+    return 1;
+  for (i = 0; i < nrcpt; i++)
+    rl += (size_t)sprintf(rcpts + rl, "RCPT TO:<rcpt%ld@example.org>\r\n",
+                          i);
+  if (nrcpt == 1)
+    rl = (size_t)sprintf(rcpts, "RCPT TO:<rcpt@example.org>\r\n");
   while (bl < 1024) {
     memcpy(body + bl,
            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -67,7 +80,7 @@ int main(int argc, char **argv) {
       FEED(s, "EHLO client.example.org\r\n");
     }
     FEED(s, "MAIL FROM:<sender@example.org> SIZE=1024\r\n");
-    FEED(s, "RCPT TO:<rcpt@example.org>\r\n");
+    feed(s, rcpts, rl);
     FEED(s, "DATA\r\n");
     feed(s, body, bl);
     FEED(s, ".\r\n");
@@ -79,6 +92,7 @@ int main(int argc, char **argv) {
   }
   smtpd_session_del(s);
   smtpd_config_del(c);
+  free(rcpts);
   printf("%ld transactions\n", n);
   return 0;
 }

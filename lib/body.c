@@ -14,10 +14,63 @@
  * any policy and any split of the input. Runs of ordinary text are handed
  * to on_body as pointers into the caller's buffer; only an unstuffed dot,
  * a normalised bare LF or a CR held across a dot breaks a run.
+ *
+ * Inside a line the scanner first skips clean text sixteen octets at a
+ * time (skip_clean): text where every CR is followed by LF, every LF
+ * follows a CR and no LF is followed by a dot needs no state. The state
+ * machine below takes over at the first octet where that does not hold
+ * and for the last few octets of the input.
+ *
+ * When the message is doomed mid-way (a bare CR or LF under the reject
+ * policy, an over-long line under SMTPD_LONG_LINE_REJECT), the text
+ * before the offending octet is handed to the host first, so a host that
+ * refuses on content sees the same text however the input was split.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
+
+#if defined(__SSE2__)
+/* One block of 16 octets at p (reading p[0..16]) is clean: no CR without
+ * an LF right after it, no LF without a CR right before it, no LF followed
+ * by a dot. Returns the mask of offending positions. */
+static inline __m128i block_bad(const uint8_t *p) {
+  const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+  const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+  const __m128i lf_a = _mm_cmpeq_epi8(a, _mm_set1_epi8('\n'));
+  const __m128i cr_a = _mm_cmpeq_epi8(a, _mm_set1_epi8('\r'));
+  const __m128i lf_b = _mm_cmpeq_epi8(b, _mm_set1_epi8('\n'));
+  const __m128i dot_b = _mm_cmpeq_epi8(b, _mm_set1_epi8('.'));
+  return _mm_or_si128(_mm_xor_si128(cr_a, lf_b), _mm_and_si128(lf_a, dot_b));
+}
+
+/* The end of the clean text starting at p, inside a line with p[0] not an
+ * LF: every octet before the returned position is plain line text or a
+ * CRLF followed by something other than a dot, and it is < end (at least
+ * one octet is left for the state machine). */
+static const uint8_t *skip_clean(const uint8_t *p, const uint8_t *end) {
+  while (end - p > 64) {
+    __m128i bad = _mm_or_si128(_mm_or_si128(block_bad(p), block_bad(p + 16)),
+                               _mm_or_si128(block_bad(p + 32),
+                                            block_bad(p + 48)));
+    if (_mm_movemask_epi8(bad))
+      break;
+    p += 64;
+  }
+  while (end - p > 16 && !_mm_movemask_epi8(block_bad(p)))
+    p += 16;
+  return p;
+}
+#else
+/* No vector unit assumed: the state machine reads every line. */
+static const uint8_t *skip_clean(const uint8_t *p, const uint8_t *end) {
+  (void)end;
+  return p;
+}
+#endif
 
 
 void smtpd_i_body_begin(smtpd_session *s) {
@@ -26,6 +79,7 @@ void smtpd_i_body_begin(smtpd_session *s) {
   s->body_size = 0;
   s->text_line = 0;
   s->pend_crlf = 0;
+  s->pend_doom = DOOM_NONE;
 }
 
 static void doom(smtpd_session *s, smtpd_i_doom why) {
@@ -84,13 +138,33 @@ static int emit(smtpd_session *s, const uint8_t *a, size_t n) {
   return s->state == ST_CLOSED;
 }
 
-/* A line ended with CRLF after `n` more octets of it. */
-static void line_done(smtpd_session *s, uint64_t n) {
+/* A line ended after `n` more octets of it: 1 when it was too long under
+ * SMTPD_LONG_LINE_REJECT. */
+static int line_long(smtpd_session *s, uint64_t n) {
   uint64_t len = s->text_line + n;
   s->text_line = 0;
-  if (len > s->cfg->limits[SMTPD_LIMIT_TEXT_LINE] &&
-      s->cfg->long_line == SMTPD_LONG_LINE_REJECT)
-    doom(s, DOOM_LONG_LINE);
+  return len > s->cfg->limits[SMTPD_LIMIT_TEXT_LINE] &&
+         s->cfg->long_line == SMTPD_LONG_LINE_REJECT;
+}
+
+/* Doom the message for `why` after handing the host the text from *run
+ * up to `upto` (bug 4 of docs/fuzzing.md: the split must not decide what
+ * the host saw). Returns 1 when the host paused or ended the session;
+ * after a pause the doom waits for the next scan, so that it follows the
+ * host's verdict on that text as it does when the host answers at once. */
+static int doom_after(smtpd_session *s, const uint8_t **run,
+                      const uint8_t *upto, smtpd_i_doom why) {
+  if (s->doom == DOOM_NONE) {
+    int paused = emit(s, *run, (size_t)(upto - *run));
+    *run = upto;
+    if (paused) {
+      if (s->pending)
+        s->pend_doom = why;
+      return 1;
+    }
+  }
+  doom(s, why);
+  return 0;
 }
 
 const uint8_t *smtpd_i_body_raw(smtpd_session *s, const uint8_t *p,
@@ -107,6 +181,7 @@ const uint8_t *smtpd_i_body_raw(smtpd_session *s, const uint8_t *p,
 const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
                                  const uint8_t *end, int *ended) {
   const smtpd_line_ending le = s->cfg->line_ending;
+  const int fast = s->cfg->long_line != SMTPD_LONG_LINE_REJECT;
   const uint8_t *run = p; /* start of text not yet handed to the host */
   int paused = 0;
 
@@ -114,6 +189,11 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
     s->pend_crlf = 0;
     if (emit(s, (const uint8_t *)"\r\n", 2))
       return p;
+  }
+  if (s->pend_doom != DOOM_NONE) {
+    smtpd_i_doom why = (smtpd_i_doom)s->pend_doom;
+    s->pend_doom = DOOM_NONE;
+    doom(s, why);
   }
 
   while (p < end && !paused) {
@@ -148,9 +228,13 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
         return p;
       }
       /* ".\r" + something else: the CR was a bare CR, and data */
-      if (le == SMTPD_LINE_ENDING_REJECT)
-        doom(s, DOOM_BARE_CR);
       paused = emit(s, (const uint8_t *)"\r", 1);
+      if (le == SMTPD_LINE_ENDING_REJECT) {
+        if (!paused)
+          doom(s, DOOM_BARE_CR);
+        else if (s->pending)
+          s->pend_doom = DOOM_BARE_CR;
+      }
       s->text_line++;
       run = p;
       s->dstate = DS_TEXT;
@@ -159,26 +243,41 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
     case DS_CR:
       if (*p == '\n') {
         p++;
-        line_done(s, 1);
         s->dstate = DS_LINE_START;
+        if (line_long(s, 1))
+          paused = doom_after(s, &run, p, DOOM_LONG_LINE);
         continue;
       }
       if (le == SMTPD_LINE_ENDING_REJECT)
-        doom(s, DOOM_BARE_CR);
+        doom(s, DOOM_BARE_CR); /* the CR went to the host with its text */
       s->dstate = DS_TEXT;
       continue;
 
     case DS_TEXT: {
-      const uint8_t *lf;
+      const uint8_t *lf, *lim;
+      if (fast && *p != '\n') {
+        const uint8_t *q = skip_clean(p, end);
+        if (q != p && *q == '\n') {
+          /* q[-1] is its CR: a line ends here */
+          p = q + 1;
+          s->dstate = DS_LINE_START;
+          continue;
+        }
+        p = q;
+      }
       lf = memchr(p, '\n', (size_t)(end - p));
-      const uint8_t *lim = lf ? lf : end;
+      lim = lf ? lf : end;
       /* a CR is fine only right before the LF (or as the last octet we
        * have, when the LF may still come) */
       if (le == SMTPD_LINE_ENDING_REJECT && s->doom == DOOM_NONE &&
           lim > p) {
         const uint8_t *cr = memchr(p, '\r', (size_t)(lim - p - 1));
-        if (cr)
-          doom(s, DOOM_BARE_CR);
+        if (cr && doom_after(s, &run, cr + 1, DOOM_BARE_CR)) {
+          s->text_line += (uint64_t)(cr + 1 - p);
+          p = cr + 1;
+          paused = 1;
+          continue;
+        }
       }
       if (!lf) {
         s->text_line += (uint64_t)(end - p);
@@ -188,14 +287,23 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
         continue;
       }
       if (lf > p && lf[-1] == '\r') {
-        line_done(s, (uint64_t)(lf + 1 - p));
-        p = lf + 1;
+        const uint8_t *next = lf + 1;
+        if (line_long(s, (uint64_t)(next - p)))
+          paused = doom_after(s, &run, next, DOOM_LONG_LINE);
+        p = next;
         s->dstate = DS_LINE_START;
         continue;
       }
       /* bare LF: never a line start, never part of an end of data */
       if (le == SMTPD_LINE_ENDING_REJECT) {
-        doom(s, DOOM_BARE_LF);
+        if (doom_after(s, &run, lf, DOOM_BARE_LF)) {
+          /* paused before the LF: the next scan applies the doom,
+           * then reads the LF again */
+          s->text_line += (uint64_t)(lf - p);
+          p = lf;
+          paused = 1;
+          continue;
+        }
       } else if (le == SMTPD_LINE_ENDING_NORMALIZE) {
         /* the LF becomes CRLF; if the host pauses on the text before it,
          * the CRLF is delivered first thing on the next scan */
@@ -206,7 +314,12 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
           paused = emit(s, (const uint8_t *)"\r\n", 2);
         run = lf + 1;
       }
-      line_done(s, (uint64_t)(lf + 1 - p));
+      if (line_long(s, (uint64_t)(lf + 1 - p))) {
+        if (!paused)
+          paused = doom_after(s, &run, lf + 1, DOOM_LONG_LINE);
+        else if (s->pending && s->doom == DOOM_NONE)
+          s->pend_doom = DOOM_LONG_LINE;
+      }
       p = lf + 1;
       continue;
     }

@@ -447,7 +447,8 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
       return;
     }
   }
-  if (has_8bit(path.address) && !m.smtputf8) {
+  /* an address has 8-bit octets only when its command line has */
+  if (s->line_high && has_8bit(path.address) && !m.smtputf8) {
     smtpd_i_protocol_error(s, 553, "5.6.7",
                            "Must declare SMTPUTF8 to send non-ASCII addresses",
                            0);

@@ -8,22 +8,80 @@
  *   smtpd_i_input   take what the session can take of p..end
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 #include "parse.h"
 
-/* Any octet >= 0x80 in p[0..n), eight at a time. */
-static int has_high_bit(const char *p, size_t n) {
-  uint64_t acc = 0, w;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
-    acc |= w;
-  }
-  for (; i < n; i++)
-    acc |= (unsigned char)p[i];
-  return (acc & UINT64_C(0x8080808080808080)) != 0;
+/* What a command line holds that needs a closer look. */
+#define LINE_NUL 1u  /* a NUL octet */
+#define LINE_CR 2u   /* a CR octet */
+#define LINE_HIGH 4u /* an octet >= 0x80 (then UTF-8 is checked) */
+
+#if defined(__SSE2__)
+static unsigned block_flags(__m128i v) {
+  unsigned f = 0;
+  if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())))
+    f |= LINE_NUL;
+  if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))))
+    f |= LINE_CR;
+  if (_mm_movemask_epi8(v))
+    f |= LINE_HIGH;
+  return f;
 }
+
+/* LINE_* of p[0..n), sixteen octets at a time; the last block overlaps
+ * the one before it, a short line is padded with spaces. */
+static unsigned line_flags(const char *p, size_t n) {
+  __m128i acc = _mm_setzero_si128(), nul = _mm_setzero_si128();
+  const __m128i cr = _mm_set1_epi8('\r'), zero = _mm_setzero_si128();
+  size_t i;
+  if (n < 16) {
+    char pad[16];
+    memset(pad, ' ', sizeof pad);
+    memcpy(pad, p, n);
+    return block_flags(_mm_loadu_si128((const __m128i *)(const void *)pad));
+  }
+  for (i = 0;; i += 16) {
+    __m128i v;
+    if (i + 16 > n)
+      i = n - 16;
+    v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+    /* acc: high bits as they are; nul: 0xff where NUL or CR */
+    acc = _mm_or_si128(acc, v);
+    nul = _mm_or_si128(nul, _mm_or_si128(_mm_cmpeq_epi8(v, zero),
+                                         _mm_cmpeq_epi8(v, cr)));
+    if (i + 16 >= n)
+      break;
+  }
+  if (!_mm_movemask_epi8(_mm_or_si128(acc, nul)))
+    return 0;
+  {
+    unsigned f = _mm_movemask_epi8(acc) ? LINE_HIGH : 0;
+    if (_mm_movemask_epi8(nul)) /* which one: rare, ask memchr */
+      f |= (memchr(p, '\0', n) ? LINE_NUL : 0) |
+           (memchr(p, '\r', n) ? LINE_CR : 0);
+    return f;
+  }
+}
+#else
+static unsigned line_flags(const char *p, size_t n) {
+  unsigned f = 0;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == 0)
+      f |= LINE_NUL;
+    else if (c == '\r')
+      f |= LINE_CR;
+    else if (c >= 0x80)
+      f |= LINE_HIGH;
+  }
+  return f;
+}
+#endif
 
 /* Validate the raw line (octets before CRLF) then dispatch. */
 static void process_line(smtpd_session *s) {
@@ -31,6 +89,7 @@ static void process_line(smtpd_session *s) {
   size_t len = s->line_len; /* ends with '\n' */
   int crlf = len >= 2 && line[len - 2] == '\r';
   smtpd_line_ending le = s->cfg->line_ending;
+  unsigned flags;
 
   len -= crlf ? 2 : 1;
   line[len] = '\0';
@@ -38,16 +97,18 @@ static void process_line(smtpd_session *s) {
     smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <LF> received", 1);
     return;
   }
-  if (memchr(line, '\0', len)) {
+  flags = line_flags(line, len);
+  s->line_high = (flags & LINE_HIGH) != 0;
+  if (flags & LINE_NUL) {
     smtpd_i_protocol_error(s, 500, "5.5.2", "Error: NUL character received",
                            0);
     return;
   }
-  if (le == SMTPD_LINE_ENDING_REJECT && memchr(line, '\r', len)) {
+  if (le == SMTPD_LINE_ENDING_REJECT && (flags & LINE_CR)) {
     smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <CR> received", 0);
     return;
   }
-  if (has_high_bit(line, len) &&
+  if ((flags & LINE_HIGH) &&
       !smtpd_i_utf8_valid((const uint8_t *)line, len)) {
     smtpd_i_protocol_error(s, 500, "5.5.2", "Error: invalid UTF-8 in command",
                            0);

@@ -35,6 +35,7 @@
 #define SMTPD_I_MAX_VERB 16
 #define SMTPD_I_REPLY_MAX 2048    /* host-set reply, formatted */
 #define SMTPD_I_PROXY_MAX 1040u   /* PROXY v2: 16 + 1024 */
+#define SMTPD_I_OUT_INLINE 256u   /* output buffer allocated with the session */
 
 typedef struct smtpd_i_param_decl {
   char keyword[64];
@@ -172,7 +173,9 @@ struct smtpd_session {
       in_mail : 1, smtputf8 : 1, skipping : 1, reply_set : 1,
       callback_running : 1, auth_big : 1, pend_crlf : 1, chunked : 1,
       bdat_last : 1, bdat_discard : 1, bdat_failed : 1, requiretls : 1,
-      proxy : 1, lmtp_greeted : 1;
+      proxy : 1, lmtp_greeted : 1,
+      pend_doom : 3, /* smtpd_i_doom applied at the next body scan */
+      line_high : 1; /* the command line has an octet >= 0x80 */
 
   /* command line assembly */
   char *line;       /* cmdbuf or auth buffer */
@@ -248,6 +251,13 @@ struct smtpd_session {
   void *sasl_exch;
   char sasl_mech[24];
 };
+
+/* The session and its first output buffer are one allocation: the
+ * structure, then SMTPD_I_OUT_INLINE octets (a larger buffer is allocated
+ * on its own). */
+static inline uint8_t *smtpd_i_out_inline(smtpd_session *s) {
+  return (uint8_t *)(s + 1);
+}
 
 /* ---- util.c ------------------------------------------------------------ */
 void *smtpd_i_alloc(const smtpd_mem *m, size_t n);

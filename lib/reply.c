@@ -28,15 +28,21 @@ static int out_reserve(smtpd_session *s, size_t n) {
     if (s->out_cap - s->out_len >= n)
       return 0;
   }
-  need = s->out_cap ? s->out_cap : 256;
+  need = s->out_cap;
   while (need - s->out_len < n)
     need *= 2;
   {
-    uint8_t *p = smtpd_i_realloc(&s->cfg->mem, s->out, need);
+    /* the first buffer is part of the session's block (out_start is 0
+     * here: the queue was moved to the front above) */
+    int first = s->out == smtpd_i_out_inline(s);
+    uint8_t *p = first ? smtpd_i_alloc(&s->cfg->mem, need)
+                       : smtpd_i_realloc(&s->cfg->mem, s->out, need);
     if (!p) {
       smtpd_i_fail(s, SMTPD_ERR_NOMEM);
       return SMTPD_ERR_NOMEM;
     }
+    if (first && s->out_len)
+      memcpy(p, s->out, s->out_len);
     s->out = p;
     s->out_cap = need;
   }

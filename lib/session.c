@@ -34,9 +34,12 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
     return SMTPD_ERR_UNSUPPORTED;
   if (cb && cb->version < 1)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  s = smtpd_i_calloc(&cfg->mem, 1, sizeof *s);
+  /* one block: the session and its first output buffer
+   * (smtpd_i_out_inline); small enough for a malloc's fast path */
+  s = smtpd_i_alloc(&cfg->mem, sizeof *s + SMTPD_I_OUT_INLINE);
   if (!s)
     return SMTPD_ERR_NOMEM;
+  memset(s, 0, sizeof *s);
   s->cfg = cfg;
   if (cb) {
     /* only the members the caller's version had; the rest stay NULL */
@@ -46,6 +49,8 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
     s->cb_version = SMTPD_CALLBACKS_VERSION;
   }
   s->ud = user_data;
+  s->out = smtpd_i_out_inline(s);
+  s->out_cap = SMTPD_I_OUT_INLINE;
   cap = (size_t)cfg->limits[SMTPD_LIMIT_COMMAND_LINE];
   s->cmdbuf = smtpd_i_alloc(&cfg->mem, cap + 1);
   if (!s->cmdbuf) {
@@ -65,9 +70,10 @@ void smtpd_session_del(smtpd_session *s) {
   m = &s->cfg->mem;
   smtpd_i_auth_reset(s);
   smtpd_i_arena_free(s);
-  smtpd_i_free(m, s->cmdbuf);
   smtpd_i_free(m, s->authbuf);
-  smtpd_i_free(m, s->out);
+  if (s->out != smtpd_i_out_inline(s))
+    smtpd_i_free(m, s->out);
+  smtpd_i_free(m, s->cmdbuf);
   smtpd_i_free(m, s->reply);
   smtpd_i_free(m, s->helo);
   smtpd_i_free(m, s->scratch);
@@ -76,7 +82,6 @@ void smtpd_session_del(smtpd_session *s) {
   smtpd_i_free(m, s->client_rdns);
   smtpd_i_free(m, s->tls_strings);
   smtpd_i_free(m, s->auth_user);
-  smtpd_i_free(m, s->rcpts);
   smtpd_i_free(m, s);
 }
 

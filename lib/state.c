@@ -14,7 +14,8 @@
 /* ------------------------------------------------------------------ */
 /* arena: transaction strings, reset at RSET / end of transaction       */
 
-#define ARENA_CHUNK 2048u
+/* a chunk and its header in 1 KiB: small enough for a malloc's fast path */
+#define ARENA_CHUNK (1024u - sizeof(arena_chunk))
 
 void *smtpd_i_arena_alloc(smtpd_session *s, size_t n) {
   arena_chunk *c = s->arena;
@@ -64,10 +65,14 @@ void smtpd_i_arena_free(smtpd_session *s) {
 int smtpd_i_add_rcpt(smtpd_session *s, const char *addr) {
   char *d;
   if (s->nrcpts == s->rcpts_cap) {
+    /* the list lives in the arena too: a longer one is a new copy, the
+     * old one goes with the transaction */
     size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
-    char **p = smtpd_i_realloc(&s->cfg->mem, s->rcpts, (cap + 1) * sizeof *p);
+    char **p = smtpd_i_arena_alloc(s, (cap + 1) * sizeof *p);
     if (!p)
       goto nomem;
+    if (s->nrcpts)
+      memcpy(p, s->rcpts, s->nrcpts * sizeof *p);
     s->rcpts = p;
     s->rcpts_cap = cap;
   }
@@ -87,6 +92,8 @@ void smtpd_i_reset_transaction(smtpd_session *s) {
   s->smtputf8 = 0;
   s->sender = NULL;
   s->nrcpts = 0;
+  s->rcpts = NULL; /* in the arena */
+  s->rcpts_cap = 0;
   s->rcpt_reply = 0;
   s->chunked = 0;
   s->bdat_failed = 0;

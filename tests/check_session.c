@@ -440,6 +440,116 @@ START_TEST(test_timeouts) {
 }
 END_TEST
 
+/* A host that refuses a body on content (here: any 'X') gets the same
+ * reply however the body was split, also when the core dooms the message
+ * later in the same feed (bare LF, bare CR, over-long line): the text
+ * before the offending octet reaches on_body first (docs/fuzzing.md, bug
+ * 4). With defer_body, each on_body call is deferred once and resumed
+ * with the host's real verdict. */
+typedef struct {
+  int defer_body, deferred_verdict, calls;
+  char out[4096];
+  size_t outlen;
+} refuser;
+
+static smtpd_verdict refuse_x(smtpd_session *s, const uint8_t *d, size_t n,
+                              void *ud) {
+  refuser *r = ud;
+  smtpd_verdict v = memchr(d, 'X', n) ? SMTPD_REJECT : SMTPD_ACCEPT;
+  (void)s;
+  r->calls++;
+  if (r->defer_body) {
+    r->deferred_verdict = v;
+    return SMTPD_DEFER;
+  }
+  return v;
+}
+
+/* The last reply line of a conversation fed `step` octets at a time. */
+static void refused_body_reply(smtpd_config *c, const char *body,
+                               size_t step, int defer, char *last,
+                               size_t cap) {
+  static const char *const head[] = {"EHLO c.example\r\n",
+                                     "MAIL FROM:<a@example.org>\r\n",
+                                     "RCPT TO:<b@example.org>\r\n",
+                                     "DATA\r\n"};
+  smtpd_callbacks cb;
+  smtpd_session *s;
+  refuser r;
+  const uint8_t *o;
+  size_t n, off = 0, len = strlen(body), i;
+  memset(&cb, 0, sizeof cb);
+  memset(&r, 0, sizeof r);
+  cb.version = SMTPD_CALLBACKS_VERSION;
+  cb.on_body = refuse_x;
+  r.defer_body = defer;
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &r), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  smtpd_session_consume(s, smtpd_session_output(s, &o));
+  for (i = 0; i < 4; i++) {
+    ck_assert_int_eq(smtpd_session_feed(s, head[i], strlen(head[i])),
+                     (ptrdiff_t)strlen(head[i]));
+    smtpd_session_consume(s, smtpd_session_output(s, &o));
+  }
+  while (off < len) {
+    size_t k = step && step < len - off ? step : len - off;
+    ptrdiff_t took = smtpd_session_feed(s, body + off, k);
+    ck_assert_int_ge(took, 0);
+    off += (size_t)took;
+    if (smtpd_session_is_paused(s))
+      ck_assert_int_eq(smtpd_session_resume(s, r.deferred_verdict), 0);
+  }
+  n = smtpd_session_output(s, &o);
+  ck_assert_uint_gt(n, 2);
+  i = n - 2;
+  while (i > 0 && o[i - 1] != '\n')
+    i--;
+  ck_assert_uint_lt(n - i, cap);
+  memcpy(last, o + i, n - i);
+  last[n - i] = '\0';
+  ck_assert_int_gt(r.calls, 0);
+  smtpd_session_del(s);
+}
+
+START_TEST(test_body_refusal_split_invariance) {
+  static char long_body[1100];
+  struct {
+    const char *body;
+    int long_reject;
+  } cases[] = {
+      {"XXXX\nabc\r\n.\r\n", 0},        /* the bug's reproducer */
+      {"abXX\rcd\r\nmore\r\n.\r\n", 0}, /* bare CR */
+      {long_body, 1},                   /* a 1031-octet line, 'X' late */
+  };
+  size_t k, step;
+  int defer;
+  memcpy(long_body, "ok\r\n", 4);
+  memset(long_body + 4, 'a', 1025);
+  memcpy(long_body + 4 + 1000, "XXXX", 4);
+  memcpy(long_body + 4 + 1025, "\r\nz\r\n.\r\n", 9);
+  for (k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    for (defer = 0; defer <= 1; defer++) {
+      smtpd_config *c;
+      char want[256], got[256];
+      ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+      if (cases[k].long_reject) {
+        ck_assert_int_eq(
+            smtpd_config_set_limit(c, SMTPD_LIMIT_TEXT_LINE, 1000), 0);
+        ck_assert_int_eq(
+            smtpd_config_set_long_line(c, SMTPD_LONG_LINE_REJECT), 0);
+      }
+      refused_body_reply(c, cases[k].body, 0, defer, want, sizeof want);
+      ck_assert_str_eq(want, "554 5.7.1 Message rejected\r\n");
+      for (step = 1; step < strlen(cases[k].body); step++) {
+        refused_body_reply(c, cases[k].body, step, defer, got, sizeof got);
+        ck_assert_msg(!strcmp(got, want), "case %zu step %zu defer %d: %s",
+                      k, step, defer, got);
+      }
+      smtpd_config_del(c);
+    }
+}
+END_TEST
+
 /* After a warm-up transaction, 200 more allocate nothing. */
 START_TEST(test_no_allocation_steady_state) {
   memstat st;
@@ -594,6 +704,7 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_host_replies);
   tcase_add_test(tc, test_output_backpressure);
   tcase_add_test(tc, test_timeouts);
+  tcase_add_test(tc, test_body_refusal_split_invariance);
   tcase_add_test(tc, test_no_allocation_steady_state);
   tcase_add_test(tc, test_idle_memory);
   tcase_add_test(tc, test_failing_allocator);
