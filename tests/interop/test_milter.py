@@ -535,7 +535,7 @@ def group_responsive(r, binary):
         r.check("the held session gets the default action after "
                 "--milter-timeout", line_a.startswith(b"421 ") and
                 2.5 <= secs_a < 6, (line_a, secs_a))
-        r.check("the timeout is logged", "timeout" in srv.log_text(),
+        r.check("the timeout is logged", srv.wait_log("timeout", 1),
                 srv.log_text())
         r.check("responsive: server exits cleanly", srv.stop() == 0,
                 srv.log_text()[-2000:])

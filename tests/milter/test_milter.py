@@ -199,6 +199,13 @@ def group_scripted(args, r, tmp):
             open(log, "w").close()
             rc = kw.pop("rcpts", ("b@example.org",))
             d.run(conversation(sc + ".test", rcpts=rc), [spec], **kw)
+            # the filter logs "close" when it sees the MTA hang up, which
+            # may be after the conversation returned: wait for it, so it
+            # lands in this run's log and not in the next one's
+            end = time.monotonic() + 10
+            while time.monotonic() < end and \
+                    "close" not in read_log(log).split():
+                time.sleep(0.02)
             return d, read_log(log)
 
         # CONTINUE everywhere: every command reached the filter, in order,
