@@ -18,14 +18,23 @@
 # queue never gives back). The master needs root; without it (or without
 # Postfix) only smtpd-maildir is measured and the table says why.
 #
-# fsyncs per message: a separate run under `strace -f -e trace=fsync,
-# fdatasync` (the Postfix one from `postfix start` on, so every process of
-# the instance is followed); only calls between the first and last message
-# are counted (strace -ttt timestamps), divided by the messages.
+# fsyncs per message: separate runs at 1 and at 20 sessions under
+# `strace -f -e trace=fsync,fdatasync` (-f follows every thread of
+# smtpd-maildir, its delivery threads included, and for Postfix every
+# process of the instance from `postfix start` on); only calls between the
+# first and last message are counted (strace -ttt timestamps; a call
+# another thread interrupted is counted once, at its "<unfinished ...>"
+# line, never at its "resumed>" line), divided by the messages.
+# smtpd-maildir's delivery threads share one fsync of new/ among the
+# messages that end together (group commit), so its figure at 20
+# sessions is below its figure at 1.
 #
 # Sizes (environment): D_N1=300 (1 session) D_N20=1000 (20 sessions)
-# D_NS=100 (strace runs) ROUNDS=2 DISK_DIR=/var/tmp (where the Maildir and
-# the queue go: a disk, not tmpfs). About 2-3 minutes here.
+# D_NS=100 (strace run, 1 session) D_NS20=400 (strace run, 20 sessions)
+# ROUNDS=2 DISK_DIR=/var/tmp (where the Maildir and the queue go: a disk,
+# not tmpfs). SERVER=path measures another smtpd-maildir binary (an older
+# build, for before/after figures); A_ARGS adds options to it. About 3
+# minutes here.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +51,8 @@ POSTFIX=${POSTFIX:-/usr/sbin/postfix}
 D_N1=${D_N1:-300}
 D_N20=${D_N20:-1000}
 D_NS=${D_NS:-100}
+D_NS20=${D_NS20:-400}
+A_ARGS=${A_ARGS:-}
 ROUNDS=${ROUNDS:-2}
 DISK_DIR=${DISK_DIR:-/var/tmp}
 PORT_A=${PORT_A:-25331}
@@ -74,7 +85,8 @@ wait_port() {
 # ---- A: smtpd-maildir ------------------------------------------------------
 start_a() { # [wrapper...]
   rm -rf "$work/Maildir"
-  "$@" "$SERVER" --maildir "$work/Maildir" --quiet --max-sessions 10000 \
+  # shellcheck disable=SC2086
+  "$@" "$SERVER" $A_ARGS --maildir "$work/Maildir" --quiet --max-sessions 10000 \
     --listen 127.0.0.1:$PORT_A 2>"$work/a.log" &
   pid=$!
   wait_port $PORT_A
@@ -199,9 +211,9 @@ rate() {
     'BEGIN { printf "%s %s %.0f\n", w, s, m / (t1 - t0) }' >>"$work/results"
 }
 
-# fsyncs WHICH -> fsync+fdatasync calls per message (strace, D_NS messages)
+# fsyncs WHICH SESSIONS MESSAGES -> fsync+fdatasync calls per message
 fsyncs() {
-  local which=$1 tr=$work/strace.$1 port t0 t1
+  local which=$1 s=$2 m=$3 tr=$work/strace.$1 port t0 t1
   rm -f "$tr"
   if [ "$which" = A ]; then
     start_a strace -f -ttt -e trace=fsync,fdatasync -o "$tr"; port=$PORT_A
@@ -211,12 +223,12 @@ fsyncs() {
   "$SOURCE" -s 1 -m 1 -l 1024 -f a@example.org -t b@example.org \
     -M bench.example 127.0.0.1:"$port"   # untimed, as in rate()
   t0=$(date +%s.%N)
-  "$SOURCE" -s 1 -m "$D_NS" -l 1024 -d -f a@example.org -t b@example.org \
+  "$SOURCE" -s "$s" -m "$m" -l 1024 -d -f a@example.org -t b@example.org \
     -M bench.example 127.0.0.1:"$port"
   sleep 0.5
   t1=$(date +%s.%N)
   if [ "$which" = A ]; then stop_a; else stop_b; fi
-  awk -v t0="$t0" -v t1="$t1" -v n="$D_NS" '
+  awk -v t0="$t0" -v t1="$t1" -v n="$m" '
     $3 !~ /resumed>/ && $3 ~ /^(fsync|fdatasync)\(/ && $2 >= t0 && $2 <= t1 { c++ }
     END { printf "%.2f", c / n }' "$tr"
 }
@@ -227,9 +239,10 @@ for _ in $(seq 1 "$ROUNDS"); do
   for w in $sides; do rate "$w" 1 "$D_N1"; done
   for w in $sides; do rate "$w" 20 "$D_N20"; done
 done
-fs_a=$(fsyncs A)
-fs_b="—"
-[ -z "$pf_why" ] && fs_b=$(fsyncs B)
+fs_a=$(fsyncs A 1 "$D_NS")
+fs_a20=$(fsyncs A 20 "$D_NS20")
+fs_b="—"; fs_b20="—"
+[ -z "$pf_why" ] && fs_b=$(fsyncs B 1 "$D_NS") && fs_b20=$(fsyncs B 20 "$D_NS20")
 took=$(( $(date +%s) - started ))
 
 cell() { # cell WHICH SESSIONS -> "r1 / r2" msgs/s
@@ -241,13 +254,15 @@ dirty=$(git -C "$here/.." status --porcelain --untracked-files=no 2>/dev/null | 
 cat <<EOF
 $(date -u '+%F %H:%M UTC'), $(uname -srm), $(nproc) CPUs, commit $rev$dirty, $(basename "$BUILD");
 $(dpkg-query -W -f='Postfix ${Version}' postfix 2>/dev/null || echo Postfix); files on $DISK_DIR ($fstype);
-1 KiB messages, smtp-source -d; D_N1=$D_N1 D_N20=$D_N20 D_NS=$D_NS ROUNDS=$ROUNDS; took ${took} s.
+1 KiB messages, smtp-source -d; D_N1=$D_N1 D_N20=$D_N20 D_NS=$D_NS D_NS20=$D_NS20 ROUNDS=$ROUNDS; took ${took} s.
+A: $SERVER $A_ARGS
 
 | figure | smtpd-maildir \`--maildir DIR --quiet\` | Postfix smtpd → cleanup → queue (hold) |
 |---|---|---|
 | messages/s, 1 session (one per round) | $(cell A 1) | $(cell B 1) |
 | messages/s, 20 sessions (one per round) | $(cell A 20) | $(cell B 20) |
 | fsync + fdatasync calls per message (1 session) | $fs_a | $fs_b |
+| fsync + fdatasync calls per message (20 sessions) | $fs_a20 | $fs_b20 |
 EOF
 [ -n "$pf_why" ] && echo && echo "Postfix not measured: $pf_why"
 exit 0

@@ -9,6 +9,7 @@ endif()
 add_executable(smtpd-maildir
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/deliver.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/fmt.c
@@ -19,6 +20,9 @@ add_executable(smtpd-maildir
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
 target_compile_options(smtpd-maildir PRIVATE ${SMTPD_WARNINGS})
 target_link_libraries(smtpd-maildir PRIVATE smtpd_static)
+# deliver.c: the delivery worker thread
+find_package(Threads REQUIRED)
+target_link_libraries(smtpd-maildir PRIVATE Threads::Threads)
 if(EXISTS ${PROJECT_SOURCE_DIR}/lib/sasl/builtin.c)
   target_compile_definitions(smtpd-maildir PRIVATE SMTPD_HAVE_SASL_BUILTIN)
 endif()
@@ -41,6 +45,7 @@ endif()
 add_executable(smtpd-maildir-poll
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/deliver.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/fmt.c

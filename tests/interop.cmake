@@ -5,7 +5,8 @@ if(TARGET smtpd-maildir)
   find_package(Python3 COMPONENTS Interpreter)
   if(Python3_Interpreter_FOUND)
     set(_interop_tests smtplib swaks curl smtp_source faults tls auth
-                       extensions lmtp proxy xclient workers defences)
+                       extensions lmtp proxy xclient workers defences
+                       delivery)
     foreach(t ${_interop_tests})
       if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/interop/test_${t}.py)
         add_test(NAME interop_${t}

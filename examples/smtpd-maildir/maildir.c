@@ -2,7 +2,8 @@
  * maildir.c - smtpd-maildir: Maildir delivery (tmp/ -> fsync -> new/).
  *
  *   maildir_open, maildir_close, maildir_unique, maildir_begin,
- *   maildir_write, maildir_commit, maildir_abort
+ *   maildir_write, maildir_start_writeback, maildir_commit (=
+ *   maildir_commit_file + maildir_sync_new), maildir_abort
  *
  * The protocol: create tmp/<unique> exclusively, write, fsync, rename to
  * new/<unique>, fsync new/ so the rename itself is durable. Only then may
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static int open_sub(const char *dir, const char *sub) {
@@ -159,26 +161,59 @@ static void release(maildir_msg *m) {
   m->buf = NULL;
 }
 
-int maildir_commit(maildir *md, maildir_msg *m) {
+void maildir_start_writeback(maildir_msg *m) {
+  if (m->fd < 0)
+    return;
+  flush(m);
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+  if (!m->failed)
+    sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint only */
+#endif
+}
+
+/* nap - the test hook's delay before an fsync (slow-fsync:MS) */
+static void nap(unsigned ms) {
+  struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+  while (ms && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+int maildir_commit_file(maildir *md, maildir_msg *m, unsigned delay_ms) {
   if (m->fd < 0)
     return -1;
   flush(m);
+  nap(delay_ms);
   if (!m->failed && fsync(m->fd) != 0)
     m->failed = 1, m->err = errno;
   if (!m->failed && close(m->fd) != 0)
     m->failed = 1, m->err = errno;
   m->fd = -1;
   if (!m->failed && renameat(md->tmpfd, m->name, md->newfd, m->name) != 0)
-    m->failed = 1;
+    m->failed = 1, m->err = errno;
   if (m->failed) {
     unlinkat(md->tmpfd, m->name, 0);
     release(m);
     return -1;
   }
   release(m);
+  return 0;
+}
+
+int maildir_sync_new(maildir *md, unsigned delay_ms) {
+  nap(delay_ms);
+  return fsync(md->newfd);
+}
+
+int maildir_commit(maildir *md, maildir_msg *m) {
+  if (maildir_commit_file(md, m, 0) != 0)
+    return -1;
   /* The message is in new/; make the directory entry durable too. A
    * failure here is reported: the 250 must not be sent on a guess. */
-  return fsync(md->newfd) == 0 ? 0 : -1;
+  if (maildir_sync_new(md, 0) != 0) {
+    m->err = errno;
+    return -1;
+  }
+  return 0;
 }
 
 void maildir_abort(maildir *md, maildir_msg *m) {

@@ -6,6 +6,14 @@
  *   maildir_write                   append bytes (buffered)
  *   maildir_commit                  flush, fsync, rename into new/, fsync
  *                                   new/ (call before answering 250)
+ *   maildir_start_writeback         flush and start writing the file
+ *                                   out (Linux: sync_file_range), so
+ *                                   the fsyncs of a batch overlap
+ *   maildir_commit_file             the first half: flush, fsync, rename
+ *                                   into new/ (no directory fsync)
+ *   maildir_sync_new                the second half: fsync new/ (one call
+ *                                   may serve many commit_file calls:
+ *                                   group commit, deliver.c)
  *   maildir_abort                   drop the message, unlink tmp/<unique>
  *
  * A message costs a 64 KiB write buffer only while it is being received;
@@ -49,6 +57,18 @@ void maildir_write(maildir_msg *m, const void *data, size_t len);
 /* maildir_commit - 0 when the message is safely in new/, else -1 and the
  * tmp file is gone. Either way m is closed. */
 int maildir_commit(maildir *md, maildir_msg *m);
+/* maildir_start_writeback - write the buffer, and ask the kernel to
+ * start writing the file to disk without waiting (Linux). A failure
+ * shows at commit. Thread-safe as maildir_commit_file. */
+void maildir_start_writeback(maildir_msg *m);
+/* maildir_commit_file - flush, fsync and close the file, rename it into
+ * new/. 0, or -1 with m->err set and the tmp file gone; m is closed
+ * either way. Not durable until maildir_sync_new returned 0. delay_ms:
+ * the test hook's sleep before the fsync (0 in real use). Touches only
+ * m and md's directory fds: safe on a thread of its own. */
+int maildir_commit_file(maildir *md, maildir_msg *m, unsigned delay_ms);
+/* maildir_sync_new - fsync new/ (after delay_ms). 0 or -1 (errno). */
+int maildir_sync_new(maildir *md, unsigned delay_ms);
 void maildir_abort(maildir *md, maildir_msg *m);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * main.c - smtpd-maildir: a single-threaded, non-blocking SMTP server on
- * libsmtpd that delivers into a Maildir (or throws mail away).
+ * main.c - smtpd-maildir: a non-blocking SMTP server on libsmtpd, one
+ * event loop, that delivers into a Maildir (or throws mail away); the
+ * disk flushes of delivery run on threads of deliver.c.
  *
  * Copy this file into your own MTA and change the delivery part. The
  * shape: one poller (epoll, or poll elsewhere), one smtpd_session per
@@ -11,7 +12,9 @@
  *   conn_pump         move bytes between socket and connection, decide
  *                     what to wait for next, close finished connections
  *                     (smtpd_tls_session_is_done: the one rule)
- *   on_* callbacks    policy and delivery (Maildir via maildir.c)
+ *   on_* callbacks    policy and delivery (Maildir via maildir.c; at the
+ *                     end of data the session pauses while deliver.c
+ *                     fsyncs and commits, deliveries_done answers it)
  *   shutdown_step     graceful stop on SIGINT/SIGTERM
  *
  * Every connection, plaintext, STARTTLS or implicit TLS, is an
@@ -59,6 +62,7 @@
 #include "fmt.h"
 #include "log.h"
 #include "maildir.h"
+#include "deliver.h"
 #include "poller.h"
 #include "milter_glue.h"
 #include "queue_id.h"
@@ -70,10 +74,11 @@
 #define MAX_LISTENERS 16
 #define CLOSE_GRACE_MS 10000    /* a closing session's last words */
 #define TICK_MS 250             /* timer scan granularity */
+#define DELIVERY_THREADS_DEFAULT 4 /* --delivery-threads (deliver.c) */
 
 /* ---- objects --------------------------------------------------------- */
 
-enum { OBJ_LISTENER = 1, OBJ_SIGNAL, OBJ_CONN };
+enum { OBJ_LISTENER = 1, OBJ_SIGNAL, OBJ_CONN, OBJ_DELIVER };
 
 typedef struct options {
   const char *listen[MAX_LISTENERS];
@@ -97,6 +102,7 @@ typedef struct options {
   int quiet;           /* no per-message log lines (benchmarks) */
   int lmtp;            /* --lmtp: LHLO, one reply per recipient */
   int workers;         /* --workers N: processes (0 or 1: this one) */
+  int delivery_threads; /* --delivery-threads N: commit workers */
   const char *reject_rcpt[MAX_LISTENERS]; /* --reject-rcpt ADDR */
   int nreject_rcpt;
   const char *xclient_from; /* --xclient-from NETS */
@@ -157,6 +163,9 @@ typedef struct conn {
   struct rcpt_info *rcpts; /* by recipient index */
   size_t nrcpts, rcpts_cap;
   int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
+  deliver_job *job;      /* its commit, while the delivery threads have it */
+  uint64_t done_size;    /* the message being committed: size, */
+  size_t done_nrcpt;     /* ... recipients (its log line) */
   /* defences */
   char ip[64];           /* the socket peer's address text, or "" */
   def_addr *da;          /* its entry in srv->defs, or NULL */
@@ -192,6 +201,9 @@ struct server {
   long nconns;
   unsigned char rbuf[READ_CHUNK];
   struct { int type; int fd; } sigpipe; /* read end of the self-pipe */
+  deliverer *dl;              /* the delivery threads (NULL: --discard) */
+  struct { int type; int fd; } dlpipe;  /* its wake-up pipe */
+  long fault_slow_fsync;      /* test hook: ms before every fsync */
   int shutting_down;
   uint64_t shutdown_deadline;
   queue_ids qids;             /* queue_id.c */
@@ -253,6 +265,8 @@ static void envelope_clear(conn *c) {
 static void conn_destroy(conn *c) {
   server *srv = c->srv;
   msg_abort(c); /* a half-received message never reaches new/ */
+  if (c->job) /* its commit goes on; the completion finds no one */
+    c->job->owner = NULL;
   envelope_clear(c);
   free(c->rcpts);
   const char *tls_why = smtpd_tls_session_error(c->ts);
@@ -559,8 +573,9 @@ static void format_addr(const struct sockaddr *sa, char *host, size_t hcap,
   both[bl] = '\0';
 }
 
-static smtpd_verdict on_data_complete(smtpd_session *s,
-                                      const smtpd_message *m, void *ud);
+static smtpd_verdict on_data_complete_inline(smtpd_session *s,
+                                             const smtpd_message *m,
+                                             void *ud);
 
 static void conn_new(server *srv, listener *l, int fd,
                      const struct sockaddr *sa) {
@@ -629,7 +644,7 @@ static void conn_new(server *srv, listener *l, int fd,
   }
   /* --milter: start connecting the filters (on_connect waits for them) */
   if (mg_conn_new(&c->mg, srv->mg, srv->poll, c->s, sa, &srv->md, &c->msg,
-                  on_data_complete, c) != 0) {
+                  on_data_complete_inline, c) != 0) {
     c->end_reason = "milter setup failed";
     conn_destroy(c);
     return;
@@ -1157,16 +1172,17 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
   return SMTPD_ACCEPT;
 }
 
-/* "QID: from=<SENDER> nrcpt=N size=N client=ADDR" */
-static void log_from_line(conn *c, const smtpd_message *m) {
+/* "QID: from=<SENDER> nrcpt=N size=N client=ADDR" (the message whose
+ * commit ended: the session still holds its envelope, paused or not) */
+static void log_from_line(conn *c) {
   log_begin();
   log_str(c->qid);
   LOG_LIT(": from=<");
-  log_text(m->sender, 279);
+  log_text(smtpd_session_sender(c->s), 279);
   LOG_LIT("> nrcpt=");
-  log_u64(m->nrecipients);
+  log_u64(c->done_nrcpt);
   LOG_LIT(" size=");
-  log_u64(m->size);
+  log_u64(c->done_size);
   LOG_LIT(" client=");
   log_str(c->addr);
   log_end();
@@ -1181,28 +1197,72 @@ static void reply_with_qid(conn *c, const char *text) {
   smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
 }
 
-static smtpd_verdict on_data_complete(smtpd_session *s,
-                                      const smtpd_message *m, void *ud) {
-  conn *c = ud;
-  if (!c->srv->opt.discard) {
-    if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0) {
-      logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(c->msg.err ? c->msg.err : errno));
-      if (storage_full(&c->msg))
-        return reply_storage(s);
-      smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
-      return SMTPD_TEMPFAIL;
-    }
+/* The answer to a message whose commit ended (rc 0: durable in new/,
+ * else err says why): 250 with its queue id, 452 4.3.1 when the disk or
+ * quota is full, 451 4.3.0 otherwise. */
+static smtpd_verdict delivery_reply(conn *c, int rc, int err) {
+  smtpd_session *s = c->s;
+  if (rc != 0) {
+    logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid, strerror(err));
+    if (err == ENOSPC || err == EDQUOT)
+      return reply_storage(s);
+    smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
+    return SMTPD_TEMPFAIL;
   }
   c->msg.written = 0;
   c->messages++;
   if (!c->srv->opt.quiet) {
     if (c->addr_stale) /* after XCLIENT: the forwarded client */
       session_client_text(c);
-    log_from_line(c, m);
+    log_from_line(c);
   }
   reply_with_qid(c, "Ok: queued as ");
   return SMTPD_ACCEPT;
+}
+
+/* The errno of a failed inline commit (or of a message never opened). */
+static int msg_errno(const conn *c, int e) {
+  return c->msg.err ? c->msg.err : e ? e : EIO;
+}
+
+/* commit_async - hand the received message to the delivery threads; the
+ * session pauses (SMTPD_DEFER) until deliveries_done answers it. 0, or
+ * -1 when it could not be queued (then the message is dropped). */
+static int commit_async(conn *c) {
+  c->job = deliver_submit(c->srv->dl, &c->msg, c);
+  return c->job ? 0 : -1;
+}
+
+static smtpd_verdict on_data_complete(smtpd_session *s,
+                                      const smtpd_message *m, void *ud) {
+  conn *c = ud;
+  (void)s;
+  c->done_size = m->size;
+  c->done_nrcpt = m->nrecipients;
+  if (c->srv->opt.discard)
+    return delivery_reply(c, 0, 0);
+  if (c->msg.fd < 0)
+    return delivery_reply(c, -1, msg_errno(c, 0));
+  if (commit_async(c) == 0)
+    return SMTPD_DEFER; /* the threads fsync; deliveries_done answers */
+  return delivery_reply(c, -1, ENOMEM);
+}
+
+/* --milter: the chain's end-of-message hook cannot defer (milter.h), so
+ * the edited message is committed here, on the loop, as before the
+ * delivery threads existed (docs/example-server.md, "Delivery pipeline"). */
+static smtpd_verdict on_data_complete_inline(smtpd_session *s,
+                                             const smtpd_message *m,
+                                             void *ud) {
+  conn *c = ud;
+  (void)s;
+  c->done_size = m->size;
+  c->done_nrcpt = m->nrecipients;
+  if (c->srv->opt.discard)
+    return delivery_reply(c, 0, 0);
+  if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0)
+    return delivery_reply(c, -1, msg_errno(c, errno));
+  return delivery_reply(c, 0, 0);
 }
 
 /* --milter: the filters are asked first (HELO only for them); at the end
@@ -1224,40 +1284,15 @@ static smtpd_verdict on_data_complete_milter(smtpd_session *s,
 /* --lmtp: the end of a message is answered once per accepted recipient
  * (RFC 2033 4.2). The file is stored once, when recipient 0 is asked,
  * if any recipient is to get it (its X-Envelope-To fields name exactly
- * those); a --reject-rcpt recipient gets 550 5.1.1 here. */
-static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
-                                           const smtpd_message *m,
-                                           size_t index, void *ud) {
-  conn *c = ud;
+ * those); a --reject-rcpt recipient gets 550 5.1.1 here. Recipient 0
+ * waits for its commit (lmtp_stored_set from deliveries_done);
+ * the others are answered from its outcome at once. */
+static smtpd_verdict lmtp_answer(conn *c, size_t index) {
+  smtpd_session *s = c->s;
   int refused = index < c->nrcpts && c->rcpts[index].refused;
-  char to[280];
-  log_safe(to, sizeof to, m->recipients[index]);
-  if (index == 0) {
-    int wanted = 0;
-    for (size_t i = 0; i < m->nrecipients; i++)
-      wanted += !(i < c->nrcpts && c->rcpts[i].refused);
-    c->lmtp_stored = 0;
-    if (!wanted)
-      msg_abort(c);
-    else if (c->srv->opt.discard)
-      c->lmtp_stored = 1;
-    else if (c->msg.fd >= 0 && maildir_commit(&c->srv->md, &c->msg) == 0)
-      c->lmtp_stored = 1;
-    else {
-      c->lmtp_stored = storage_full(&c->msg) ? -2 : -1;
-      logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid,
-             strerror(c->msg.err ? c->msg.err : errno));
-    }
-    c->msg.written = 0;
-    if (c->lmtp_stored == 1)
-      c->messages++;
-    if (!c->srv->opt.quiet) {
-      if (c->addr_stale)
-        session_client_text(c);
-      log_from_line(c, m);
-    }
-  }
   if (!c->srv->opt.quiet) {
+    char to[280];
+    log_safe(to, sizeof to, smtpd_session_recipient(s, index));
     log_begin();
     log_str(c->qid);
     LOG_LIT(": to=<");
@@ -1280,6 +1315,82 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
   }
   reply_with_qid(c, "Ok: delivered as ");
   return SMTPD_ACCEPT;
+}
+
+/* The message's fate is known (stored 1, not wanted 0, failed -1, disk
+ * full -2): counted and logged once. */
+static void lmtp_stored_set(conn *c, int stored, int err) {
+  c->lmtp_stored = stored;
+  if (stored < 0)
+    logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid, strerror(err));
+  c->msg.written = 0;
+  if (stored == 1)
+    c->messages++;
+  if (!c->srv->opt.quiet) {
+    if (c->addr_stale)
+      session_client_text(c);
+    log_from_line(c);
+  }
+}
+
+static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
+                                           const smtpd_message *m,
+                                           size_t index, void *ud) {
+  conn *c = ud;
+  (void)s;
+  if (index == 0) {
+    int wanted = 0;
+    for (size_t i = 0; i < m->nrecipients; i++)
+      wanted += !(i < c->nrcpts && c->rcpts[i].refused);
+    c->done_size = m->size;
+    c->done_nrcpt = m->nrecipients;
+    if (!wanted) {
+      msg_abort(c);
+      lmtp_stored_set(c, 0, 0);
+    } else if (c->srv->opt.discard) {
+      lmtp_stored_set(c, 1, 0);
+    } else if (c->msg.fd >= 0 && commit_async(c) == 0) {
+      return SMTPD_DEFER; /* deliveries_done answers recipient 0 */
+    } else {
+      int e = msg_errno(c, c->msg.fd >= 0 ? ENOMEM : 0);
+      lmtp_stored_set(c, e == ENOSPC || e == EDQUOT ? -2 : -1, e);
+    }
+  }
+  return lmtp_answer(c, index);
+}
+
+/* ---- the delivery threads' completions -------------------------------- */
+
+/* The loop was woken: answer every session whose commit ended, and let
+ * it read on (it may have pipelined the next command). A job whose
+ * connection went meanwhile only needs freeing: the file is in new/ (or
+ * not), and the client, which never saw a 250, will send it again. */
+static void deliveries_done(server *srv) {
+  deliver_job *j = deliver_take(srv->dl);
+  while (j) {
+    deliver_job *next = j->next;
+    conn *c = j->owner;
+    int rc = j->rc, err = j->err;
+    deliver_job_free(j);
+    j = next;
+    if (c == NULL)
+      continue;
+    c->job = NULL;
+    smtpd_verdict v;
+    if (srv->opt.lmtp) {
+      lmtp_stored_set(c, rc == 0                        ? 1
+                         : err == ENOSPC || err == EDQUOT ? -2
+                                                          : -1,
+                      err);
+      v = lmtp_answer(c, 0);
+    } else {
+      v = delivery_reply(c, rc, err);
+    }
+    int r = smtpd_session_resume(c->s, v);
+    if (r != 0 && smtpd_is_fatal(r))
+      c->end_reason = "session error";
+    conn_pump(c);
+  }
 }
 
 static void on_rset(smtpd_session *s, void *ud) {
@@ -1661,6 +1772,8 @@ static void usage(FILE *f) {
 "                         30/30/300)\n"
 "  --workers N            N processes, each with its own loop and its own\n"
 "                         SO_REUSEPORT sockets (default 1)\n"
+"  --delivery-threads N   threads that fsync and commit messages off the\n"
+"                         event loop, in batches (default 4, at most 16)\n"
 "  --help                 this text\n",
 #ifdef SMTPD_HAVE_SASL_BUILTIN
           "",
@@ -1694,7 +1807,9 @@ static int parse_num(const char *s, uint64_t *out) {
  *                       gets 454 and stays in plaintext
  *   enospc              every write of a message body fails with ENOSPC
  *   free-space:BYTES    the Maildir's file system has BYTES free (the
- *                       check at MAIL FROM) */
+ *                       check at MAIL FROM)
+ *   slow-fsync:MS       the delivery threads sleep MS before every fsync
+ *                       (file and new/): a slow disk, off the loop */
 static int read_faults(server *srv) {
   const char *f = getenv("SMTPD_MAILDIR_FAULT");
   srv->fault_free = -1;
@@ -1721,6 +1836,8 @@ static int read_faults(server *srv) {
       srv->fault_tls_new = arg ? (long)n : -1;
     } else if (strcmp(item, "enospc") == 0 && !arg) {
       srv->fault_enospc = 1;
+    } else if (strcmp(item, "slow-fsync") == 0 && arg && n <= 600000) {
+      srv->fault_slow_fsync = (long)n;
     } else if (strcmp(item, "free-space") == 0 && arg && n < (1ull << 62)) {
       srv->fault_free = (long long)n;
     } else {
@@ -1773,7 +1890,7 @@ static int parse_options(options *o, int argc, char **argv) {
          O_LMTP, O_REJECTRCPT, O_XCLIENTFROM, O_PROXYFROM,
          O_MILTER, O_MILTER_ACTION, O_MILTER_TIMEOUT, O_WORKERS,
          O_LINE_DL, O_MSG_DL, O_TARPIT, O_PER_CLIENT, O_AF_LIMIT,
-         O_AF_WINDOW, O_AF_DELAY, O_MAXBUF, O_MINFREE };
+         O_AF_WINDOW, O_AF_DELAY, O_MAXBUF, O_MINFREE, O_DLTHREADS };
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"maildir", required_argument, NULL, O_MAILDIR},
@@ -1811,6 +1928,7 @@ static int parse_options(options *o, int argc, char **argv) {
       {"auth-fail-delay", required_argument, NULL, O_AF_DELAY},
       {"max-buffer", required_argument, NULL, O_MAXBUF},
       {"min-free", required_argument, NULL, O_MINFREE},
+      {"delivery-threads", required_argument, NULL, O_DLTHREADS},
       {NULL, 0, NULL, 0}};
   o->maildir = "./mail";
   o->shutdown_s = 10;
@@ -1824,6 +1942,7 @@ static int parse_options(options *o, int argc, char **argv) {
   o->max_buffer = 131072;
   o->max_sessions = -1; /* sized to the descriptor limit (main) */
   o->min_free = 16777216;
+  o->delivery_threads = DELIVERY_THREADS_DEFAULT;
   int ch;
   uint64_t v;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1907,6 +2026,11 @@ static int parse_options(options *o, int argc, char **argv) {
     case O_MAXBUF:
       if (parse_num(optarg, &v) || v < 1024 || v > (1u << 30)) return -1;
       o->max_buffer = (long)v;
+      break;
+    case O_DLTHREADS:
+      if (parse_num(optarg, &v) || v == 0 || v > DELIVER_THREADS_MAX)
+        return -1;
+      o->delivery_threads = (int)v;
       break;
     case O_MINFREE:
       if (parse_num(optarg, &v) || v > (1ull << 62)) return -1;
@@ -2168,10 +2292,23 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   workers_ready(); /* --workers: stop signals were held until here */
 
+  /* the delivery worker thread (after the --workers fork: one each) */
+  if (!srv->opt.discard) {
+    if (deliver_new(&srv->dl, &srv->md, srv->opt.delivery_threads,
+                    (unsigned)srv->fault_slow_fsync) != 0) {
+      fprintf(stderr, "smtpd-maildir: cannot start the delivery thread: "
+              "%s\n", strerror(errno));
+      return 1;
+    }
+    srv->dlpipe.type = OBJ_DELIVER;
+    srv->dlpipe.fd = deliver_fd(srv->dl);
+    poller_set(srv->poll, srv->dlpipe.fd, POLLER_IN, &srv->dlpipe);
+  }
+
   poller_event ev[256];
   srv->now = now_ms();
   uint64_t next_tick = srv->now + TICK_MS;
-  int stop = 0;
+  int stop = 0, dl_ready = 0;
   while (!srv->shutting_down || srv->nconns > 0) {
     /* one clock read per pass: srv->now, read after the wait, serves the
      * pass's timers and the next wait (a pass is short against TICK_MS) */
@@ -2195,11 +2332,18 @@ int main(int argc, char **argv) {
           ;
         stop = 1; /* after this batch: it may close connections that
                      still have events in it */
+      } else if (type == OBJ_DELIVER) {
+        dl_ready = 1; /* after this batch, as stop: answering a session
+                         may close a connection with events in it */
       } else if (type == MG_OBJ_MILTER) {
         mg_event(ev[i].ptr, ev[i].events); /* its session: mg_next below */
       } else {
         conn_event(ev[i].ptr, ev[i].events);
       }
+    }
+    if (dl_ready) { /* commits ended: answer their sessions */
+      dl_ready = 0;
+      deliveries_done(srv);
     }
     if (stop)
       begin_shutdown(srv);
@@ -2233,6 +2377,15 @@ int main(int argc, char **argv) {
      * sockets, then the session, after every other event of the round */
     for (void *o; (o = mg_next(srv->mg)) != NULL;)
       conn_pump(o);
+  }
+  if (srv->dl) { /* commits still in flight finish before we go */
+    deliver_stats st;
+    poller_remove(srv->poll, srv->dlpipe.fd);
+    deliver_del(srv->dl, &st);
+    srv->dl = NULL;
+    logmsg("smtpd-maildir: deliveries %" PRIu64 ", file fsyncs %" PRIu64
+           ", directory fsyncs %" PRIu64 ", batches %" PRIu64,
+           st.jobs, st.file_fsyncs, st.dir_fsyncs, st.batches);
   }
   logmsg("smtpd-maildir: stopped");
   log_flush();
