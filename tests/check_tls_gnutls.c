@@ -3302,6 +3302,66 @@ START_TEST(wrapped_plain_and_lazy)
 }
 END_TEST
 
+/* A STARTTLS-capable wrapper on a plaintext connection holds one small
+ * allocation from the context's allocator and nothing else until TLS is
+ * prepared: no TLS connection, no buffers, whatever the traffic; the
+ * connection prepare makes is freed when STARTTLS is refused after all,
+ * and the error text composed at a failed switch is freed with the
+ * wrapper. */
+START_TEST(wrapped_plain_allocates_once)
+{
+  counting k = {0, 0, -1};
+  smtpd_mem mem = {&k, cm_malloc, cm_free, cm_calloc, cm_realloc};
+  smtpd_tls_session *t2;
+  wire w;
+  char out[4096];
+  long base, calls;
+
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 0, &mem, 1, 1);
+  smtpd_tls_session_del(w.ts); /* again, counted from a known base */
+  base = k.live;
+  calls = k.calls;
+  ck_assert_int_eq(smtpd_tls_session_new(&t2, w.s, w.ctx, SMTPD_TLS_STARTTLS),
+                   0);
+  w.ts = w.log.ts = t2;
+  ck_assert_int_eq(k.live, base + 1);
+  ck_assert_int_eq(k.calls, calls + 1);
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  ck_assert(offers_starttls(out));
+  wsay(&w,
+       "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n",
+       out, sizeof out);
+  wsay(&w, "hi\r\n.\r\n", out, sizeof out);
+  ck_assert_int_eq(strncmp(out, "250 2.0.0 Ok", 12), 0);
+  ck_assert_uint_gt(smtpd_tls_session_timeout(w.ts, NULL), 0);
+  ck_assert(smtpd_tls_session_want_read(w.ts));
+  ck_assert(!smtpd_tls_session_want_write(w.ts));
+  ck_assert(!smtpd_tls_session_is_done(w.ts));
+  ck_assert_int_eq(k.live, base + 1);
+  ck_assert_int_eq(k.calls, calls + 1);
+  /* prepared, then the STARTTLS is refused: the connection goes again */
+  ck_assert_int_eq(smtpd_tls_session_prepare(w.ts), 0);
+  ck_assert_int_gt(k.live, base + 1);
+  wsay(&w, "NOOP\r\n", out, sizeof out);
+  ck_assert_int_eq(k.live, base + 1);
+  wire_free(&w);
+  ck_assert_int_eq(k.live, 0);
+
+  /* STARTTLS on without a context: the composed reason is freed */
+  wire_init2(&w, SMTPD_TLS_STARTTLS, 0, NULL, 0, 1);
+  w.log.no_prepare = 1;
+  wsay(&w, NULL, out, sizeof out);
+  wsay(&w, "EHLO c.example.org\r\n", out, sizeof out);
+  wsay(&w, "STARTTLS\r\n", out, sizeof out);
+  ck_assert_str_eq(out, REPLY_220);
+  ck_assert_str_eq(smtpd_tls_session_error(w.ts),
+                   "cannot set up TLS: no TLS context");
+  ck_assert(smtpd_tls_session_is_done(w.ts));
+  wire_free(&w); /* the sanitizer runs check that nothing leaks */
+}
+END_TEST
+
 /* Timers: the wrapper reports the session's timer; when it runs out the
  * client gets 421 4.4.2 (encrypted), and if the client does not read
  * that either, the next expiry gives up. Closed before the handshake:
@@ -3634,6 +3694,7 @@ static Suite *tls_gnutls_suite(void)
   tcase_add_test(tc, wrapped_backpressure);
   tcase_add_test(tc, wrapped_prepare_fails);
   tcase_add_test(tc, wrapped_plain_and_lazy);
+  tcase_add_test(tc, wrapped_plain_allocates_once);
   tcase_add_test(tc, wrapped_timeouts);
   tcase_add_test(tc, wrapped_api_and_allocation);
   tcase_add_unchecked_fixture(tc, srv_setup, srv_teardown);

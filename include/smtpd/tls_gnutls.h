@@ -232,7 +232,10 @@ SMTPD_API int smtpd_tls_conn_pump(smtpd_tls_conn *c, smtpd_session *s);
  * outlive it) and owns the TLS connection it makes. Delete it with
  * smtpd_tls_session_del before or after the session, but make no call on
  * it once the session is gone. Its own memory comes from the context's
- * smtpd_mem (libc without a context). One thread at a time, like the
+ * smtpd_mem (libc without a context): before TLS one small allocation,
+ * no buffers (the TLS connection is made by prepare, at the switch or,
+ * for implicit TLS, by new); on plaintext every call passes straight
+ * through to the session's. One thread at a time, like the
  * session. Do not call feed, eof, output or timeout_expired from inside
  * a callback of the session (when the wrapper itself ran it, feed, eof
  * and timeout_expired return SMTPD_ERR_INVALID_STATE and output moves

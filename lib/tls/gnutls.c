@@ -1078,26 +1078,88 @@ int smtpd_tls_conn_pump(smtpd_tls_conn *c, smtpd_session *s)
  * until the session has reported its own (it always has by then). */
 #define FALLBACK_COMMAND_MS 300000u
 
+/*
+ * Plaintext is the common case and costs little: the wrapper is 40
+ * octets (one allocation, no buffers) until TLS is prepared or started,
+ * and on a plaintext wire every call goes straight to the session's,
+ * checking for the switch to TLS only when it can be due (STARTTLS
+ * accepted and its 220 all written, which needs an empty reply queue).
+ * The TLS connection, its buffers and a composed error text are
+ * allocated when needed.
+ */
 struct smtpd_tls_session {
-  smtpd_mem mem;
-  smtpd_session *s;    /* borrowed */
-  smtpd_tls_ctx *ctx;  /* borrowed; NULL: plaintext only */
-  smtpd_tls_conn *tls; /* the wire is TLS: after the switch, or implicit */
-  smtpd_tls_conn *next; /* made by prepare, used at the switch */
-  uint32_t command_ms; /* the session's command timeout, last seen */
-  unsigned busy : 1,   /* inside a call that feeds the session */
-      failed : 1,      /* TLS failed, or could not be set up */
-      eof : 1,         /* the host reported end of file */
-      gave_up : 1;     /* timed out while the client did not read */
-  char reason[REASON_CAP];
+  smtpd_session *s;     /* borrowed */
+  smtpd_tls_ctx *ctx;   /* borrowed; NULL: plaintext only */
+  smtpd_tls_conn *conn; /* the TLS connection: made by prepare (waiting
+                           for the switch) or in use (wire_tls) */
+  const char *reason;   /* why it ended: NULL, static text, the TLS
+                           connection's reason, or owned (reason_owned) */
+  uint32_t command_ms;  /* the session's command timeout, last seen */
+  unsigned wire_tls : 1, /* the wire is TLS: after the switch, or implicit */
+      busy : 1,          /* inside a call that feeds the session */
+      failed : 1,        /* TLS failed, or could not be set up */
+      eof : 1,           /* the host reported end of file */
+      gave_up : 1,       /* timed out while the client did not read */
+      reason_owned : 1;  /* reason was allocated from ts_mem */
 };
 
-/* ts_note - remember why the connection ends (the first reason wins). */
+/* ts_mem - where the wrapper's own memory comes from. */
+static const smtpd_mem *ts_mem(const smtpd_tls_session *ts)
+{
+  return ts->ctx ? &ts->ctx->mem : smtpd_mem_default();
+}
+
+/* ts_tls - the TLS connection the wire carries, NULL before the switch. */
+static smtpd_tls_conn *ts_tls(const smtpd_tls_session *ts)
+{
+  return ts->wire_tls ? ts->conn : NULL;
+}
+
+/* ts_note - remember why the connection ends (the first reason wins):
+ * what alone is kept by reference (it is static text or the TLS
+ * connection's reason, which lives as long as the wrapper); "what: why"
+ * is composed into an allocation, or shortened to what when there is no
+ * memory for it. */
 static void ts_note(smtpd_tls_session *ts, const char *what, const char *why)
 {
-  if (!ts->reason[0])
-    snprintf(ts->reason, sizeof ts->reason, "%s%s%s", what,
-             why && *why ? ": " : "", why ? why : "");
+  const smtpd_mem *mem;
+  size_t a, b;
+  char *r;
+
+  if (ts->reason)
+    return;
+  if (!why || !*why) {
+    if (*what)
+      ts->reason = what;
+    return;
+  }
+  mem = ts_mem(ts);
+  a = strlen(what);
+  b = strlen(why);
+  if (a + b + 3 > REASON_CAP) /* as long as the text used to be at most */
+    b = a + 3 < REASON_CAP ? REASON_CAP - 3 - a : 0;
+  r = mem->malloc(a + b + 3, mem->ctx);
+  if (!r) {
+    ts->reason = what;
+    return;
+  }
+  memcpy(r, what, a);
+  memcpy(r + a, ": ", 2);
+  memcpy(r + a + 2, why, b);
+  r[a + 2 + b] = '\0';
+  ts->reason = r;
+  ts->reason_owned = 1;
+}
+
+/* ts_note_command_ms - remember the session's command timeout when it is
+ * the one that applies now. */
+static void ts_note_command_ms(smtpd_tls_session *ts)
+{
+  smtpd_timeout kind;
+  uint32_t ms = smtpd_session_timeout(ts->s, &kind);
+
+  if (kind == SMTPD_TIMEOUT_COMMAND && ms)
+    ts->command_ms = ms;
 }
 
 /* ts_switch - STARTTLS was accepted and its 220 consumed: from now on the
@@ -1107,29 +1169,49 @@ static void ts_switch(smtpd_tls_session *ts)
 {
   int r;
 
-  if (ts->tls || ts->failed || !smtpd_session_is_tls_wait(ts->s) ||
+  if (ts->wire_tls || ts->failed || !smtpd_session_is_tls_wait(ts->s) ||
       smtpd_session_want_write(ts->s))
     return;
-  if (!ts->next) {
-    r = ts->ctx ? smtpd_tls_conn_new(&ts->next, ts->ctx)
+  ts_note_command_ms(ts);
+  if (!ts->conn) {
+    r = ts->ctx ? smtpd_tls_conn_new(&ts->conn, ts->ctx)
                 : SMTPD_ERR_INVALID_STATE;
     if (r < 0) {
-      ts->next = NULL;
+      ts->conn = NULL;
       ts->failed = 1;
       ts_note(ts, "cannot set up TLS",
               ts->ctx ? smtpd_strerror(r) : "no TLS context");
       return;
     }
   }
-  ts->tls = ts->next;
-  ts->next = NULL;
+  ts->wire_tls = 1;
+}
+
+/* ts_plain_run - the plaintext part of ts_run: free a prepared connection
+ * nobody will use, switch to TLS when due. */
+static void ts_plain_run(smtpd_tls_session *ts)
+{
+  if (ts->conn && !smtpd_session_is_tls_wait(ts->s) &&
+      !smtpd_session_is_paused(ts->s)) {
+    smtpd_tls_conn_del(ts->conn); /* STARTTLS was refused after all */
+    ts->conn = NULL;
+  }
+  ts_switch(ts);
+}
+
+/* ts_plain_due - whether ts_plain_run may have work: a prepared
+ * connection, or a switch (which needs an empty reply queue). */
+static int ts_plain_due(const smtpd_tls_session *ts)
+{
+  return ts->conn ||
+         (smtpd_session_is_tls_wait(ts->s) && !smtpd_session_want_write(ts->s));
 }
 
 /* ts_peer_done - the client sent close_notify, the session took all
  * that came before it and answered it (and is not paused): ours is due. */
 static int ts_peer_done(const smtpd_tls_session *ts)
 {
-  const smtpd_tls_conn *c = ts->tls;
+  const smtpd_tls_conn *c = ts_tls(ts);
 
   return c && c->peer_closed && c->hs_done && !c->failed && !c->bye_sent &&
          c->plain_len == c->plain_off && !smtpd_session_is_paused(ts->s) &&
@@ -1143,31 +1225,26 @@ static int ts_peer_done(const smtpd_tls_session *ts)
  * or a fatal session error. */
 static int ts_run(smtpd_tls_session *ts)
 {
-  smtpd_timeout kind;
-  uint32_t ms = smtpd_session_timeout(ts->s, &kind);
+  smtpd_tls_conn *c;
   int r;
 
-  if (kind == SMTPD_TIMEOUT_COMMAND && ms)
-    ts->command_ms = ms;
-  if (ts->failed || ts->gave_up)
-    return SMTPD_OK;
-  if (!ts->tls) {
-    if (ts->next && !smtpd_session_is_tls_wait(ts->s) &&
-        !smtpd_session_is_paused(ts->s)) {
-      smtpd_tls_conn_del(ts->next); /* STARTTLS was refused after all */
-      ts->next = NULL;
-    }
-    ts_switch(ts);
+  if (!ts->wire_tls) {
+    if (!ts->failed && !ts->gave_up)
+      ts_plain_run(ts);
     return SMTPD_OK;
   }
-  r = smtpd_tls_conn_pump(ts->tls, ts->s);
+  ts_note_command_ms(ts);
+  if (ts->failed || ts->gave_up)
+    return SMTPD_OK;
+  c = ts->conn;
+  r = smtpd_tls_conn_pump(c, ts->s);
   if (r == SMTPD_ERR_CLOSED)
-    ts_note(ts, ts->tls->reason, NULL);
+    ts_note(ts, c->reason, NULL);
   if (ts_peer_done(ts))
-    (void)smtpd_tls_conn_bye(ts->tls); /* a failure shows in tls->failed */
-  if (ts->tls->failed) {
+    (void)smtpd_tls_conn_bye(c); /* a failure shows in c->failed */
+  if (c->failed) {
     ts->failed = 1;
-    ts_note(ts, ts->tls->reason[0] ? ts->tls->reason : "TLS failed", NULL);
+    ts_note(ts, c->reason[0] ? c->reason : "TLS failed", NULL);
     return SMTPD_OK;
   }
   if (r == SMTPD_OK || r == SMTPD_ERR_CLOSED)
@@ -1198,22 +1275,23 @@ int smtpd_tls_session_new(smtpd_tls_session **out, smtpd_session *s,
   if (ctx && !ctx->have_cert)
     return SMTPD_ERR_INVALID_STATE;
   mem = ctx ? &ctx->mem : smtpd_mem_default();
-  ts = mem->calloc(1, sizeof *ts, mem->ctx);
+  ts = mem->malloc(sizeof *ts, mem->ctx);
   if (!ts)
     return SMTPD_ERR_NOMEM;
-  ts->mem = *mem;
+  memset(ts, 0, sizeof *ts);
   ts->s = s;
   ts->ctx = ctx;
   if (mode == SMTPD_TLS_IMPLICIT) {
     /* the connection first: a failure leaves the session untouched */
-    r = smtpd_tls_conn_new(&ts->tls, ctx);
+    r = smtpd_tls_conn_new(&ts->conn, ctx);
     if (r == SMTPD_OK)
       r = smtpd_session_set_implicit_tls(s);
     if (r < 0) {
-      smtpd_tls_conn_del(ts->tls);
+      smtpd_tls_conn_del(ts->conn);
       mem->free(ts, mem->ctx);
       return r;
     }
+    ts->wire_tls = 1;
   }
   *out = ts;
   return SMTPD_OK;
@@ -1221,14 +1299,15 @@ int smtpd_tls_session_new(smtpd_tls_session **out, smtpd_session *s,
 
 void smtpd_tls_session_del(smtpd_tls_session *ts)
 {
-  smtpd_mem mem;
+  const smtpd_mem *mem;
 
   if (!ts)
     return;
-  mem = ts->mem;
-  smtpd_tls_conn_del(ts->tls);
-  smtpd_tls_conn_del(ts->next);
-  mem.free(ts, mem.ctx);
+  mem = ts_mem(ts);
+  smtpd_tls_conn_del(ts->conn);
+  if (ts->reason_owned)
+    mem->free((void *)(uintptr_t)ts->reason, mem->ctx);
+  mem->free(ts, mem->ctx);
 }
 
 smtpd_session *smtpd_tls_session_session(const smtpd_tls_session *ts)
@@ -1243,53 +1322,71 @@ int smtpd_tls_session_prepare(smtpd_tls_session *ts)
 
   if (!ts)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  if (!ts->ctx || ts->tls || ts->failed)
+  if (!ts->ctx || ts->wire_tls || ts->failed)
     return SMTPD_ERR_INVALID_STATE;
-  if (ts->next)
+  if (ts->conn)
     return SMTPD_OK;
   r = smtpd_tls_conn_new(&c, ts->ctx);
   if (r < 0)
     return r;
-  ts->next = c;
+  ts->conn = c;
   return SMTPD_OK;
+}
+
+/* ts_feed_plain - feed before the switch: straight into the session. */
+static ptrdiff_t ts_feed_plain(smtpd_tls_session *ts, const void *data,
+                               size_t len)
+{
+  ptrdiff_t f;
+
+  ts->busy = 1;
+  f = smtpd_session_feed(ts->s, data, len);
+  if (f < 0 && smtpd_is_fatal((int)f))
+    ts_note(ts, "session", smtpd_strerror((int)f));
+  if (!ts->command_ms)
+    ts_note_command_ms(ts);
+  if (ts_plain_due(ts))
+    ts_plain_run(ts);
+  ts->busy = 0;
+  return f;
 }
 
 ptrdiff_t smtpd_tls_session_feed(smtpd_tls_session *ts, const void *data,
                                  size_t len)
 {
   const uint8_t *p = data;
+  smtpd_tls_conn *c;
   size_t off = 0;
   ptrdiff_t f;
   int r = SMTPD_OK;
 
+  if (ts && data && len <= PTRDIFF_MAX && !ts->wire_tls && !ts->busy &&
+      !ts->eof && !ts->failed && !ts->gave_up)
+    return ts_feed_plain(ts, data, len); /* plaintext: the common case */
   if (!ts || (!data && len))
     return SMTPD_ERR_INVALID_ARGUMENT;
   if (ts->busy || ts->eof)
     return SMTPD_ERR_INVALID_STATE;
   if (len > PTRDIFF_MAX)
     len = PTRDIFF_MAX;
-  /* nothing more is read: take and drop, as a closing session does */
-  if (ts->failed || ts->gave_up || (ts->tls && ts->tls->peer_closed))
-    return (ptrdiff_t)len;
+  if (ts->failed || ts->gave_up)
+    return (ptrdiff_t)len; /* nothing more is read: take and drop */
+  if (!ts->wire_tls)
+    return ts_feed_plain(ts, data, len);
+  c = ts->conn;
+  if (c->peer_closed)
+    return (ptrdiff_t)len; /* as a closing session does */
   ts->busy = 1;
-  if (!ts->tls) {
-    f = smtpd_session_feed(ts->s, data, len);
-    if (f < 0 && smtpd_is_fatal((int)f))
-      ts_note(ts, "session", smtpd_strerror((int)f));
-    (void)ts_run(ts);
-    ts->busy = 0;
-    return f;
-  }
   for (;;) {
-    f = smtpd_tls_conn_feed(ts->tls, p + off, len - off);
+    f = smtpd_tls_conn_feed(c, p + off, len - off);
     if (f < 0) { /* the connection failed earlier */
       ts->failed = 1;
-      ts_note(ts, ts->tls->reason[0] ? ts->tls->reason : "TLS failed", NULL);
+      ts_note(ts, c->reason[0] ? c->reason : "TLS failed", NULL);
       break;
     }
     off += (size_t)f;
     r = ts_run(ts);
-    if (r < 0 || ts->failed || ts->tls->peer_closed)
+    if (r < 0 || ts->failed || c->peer_closed)
       break;
     if (off == len || f == 0)
       break; /* all taken, or full while the session does not read */
@@ -1297,7 +1394,7 @@ ptrdiff_t smtpd_tls_session_feed(smtpd_tls_session *ts, const void *data,
   ts->busy = 0;
   if (r < 0)
     return r;
-  if (ts->failed || ts->tls->peer_closed)
+  if (ts->failed || c->peer_closed)
     return (ptrdiff_t)len;
   return (ptrdiff_t)off;
 }
@@ -1313,8 +1410,8 @@ int smtpd_tls_session_eof(smtpd_tls_session *ts)
   if (ts->eof)
     return SMTPD_OK;
   ts->eof = 1;
-  if (ts->tls && !ts->failed) {
-    smtpd_tls_conn_eof(ts->tls);
+  if (ts->wire_tls && !ts->failed) {
+    smtpd_tls_conn_eof(ts->conn);
     ts->busy = 1;
     r = ts_run(ts);
     ts->busy = 0;
@@ -1324,28 +1421,53 @@ int smtpd_tls_session_eof(smtpd_tls_session *ts)
 
 size_t smtpd_tls_session_output(smtpd_tls_session *ts, const uint8_t **data)
 {
+  /* plaintext, no prepared connection, and replies waiting or STARTTLS
+   * not accepted: no switch can be due (it needs an empty reply queue),
+   * nothing else to do (the common case) */
+  if (ts && !ts->wire_tls && !ts->failed && !ts->gave_up && !ts->conn) {
+    size_t n = smtpd_session_output(ts->s, data);
+    if (n > 0 || ts->busy || !smtpd_session_is_tls_wait(ts->s))
+      return n;
+  }
   if (data)
     *data = NULL;
   if (!ts || ts->gave_up)
     return 0;
+  if (!ts->wire_tls) {
+    if (ts->failed)
+      return 0;
+    if (!ts->busy && ts_plain_due(ts)) {
+      ts->busy = 1;
+      ts_plain_run(ts);
+      ts->busy = 0;
+      if (ts->wire_tls)
+        return smtpd_tls_conn_output(ts->conn, data);
+      if (ts->failed)
+        return 0;
+    }
+    return smtpd_session_output(ts->s, data);
+  }
   if (!ts->busy) {
     ts->busy = 1;
     (void)ts_run(ts); /* a fatal session error ends it by the rule */
     ts->busy = 0;
   }
-  if (ts->tls)
-    return smtpd_tls_conn_output(ts->tls, data);
-  return ts->failed ? 0 : smtpd_session_output(ts->s, data);
+  return smtpd_tls_conn_output(ts->conn, data);
 }
 
 int smtpd_tls_session_consume(smtpd_tls_session *ts, size_t n)
 {
   int r;
 
+  /* plaintext, STARTTLS not accepted: no switch can follow (the common
+   * case; consuming does not change the session's state) */
+  if (ts && !ts->wire_tls && !ts->failed && !ts->gave_up &&
+      !smtpd_session_is_tls_wait(ts->s))
+    return smtpd_session_consume(ts->s, n);
   if (!ts)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  if (ts->tls)
-    return smtpd_tls_conn_consume(ts->tls, n);
+  if (ts->wire_tls)
+    return smtpd_tls_conn_consume(ts->conn, n);
   if (ts->failed || ts->gave_up)
     return n ? SMTPD_ERR_INVALID_ARGUMENT : SMTPD_OK;
   r = smtpd_session_consume(ts->s, n);
@@ -1358,11 +1480,11 @@ int smtpd_tls_session_want_read(const smtpd_tls_session *ts)
 {
   const smtpd_tls_conn *c;
 
+  if (ts && !ts->wire_tls && !ts->failed && !ts->eof && !ts->gave_up)
+    return smtpd_session_want_read(ts->s); /* plaintext */
   if (!ts || ts->failed || ts->eof || ts->gave_up)
     return 0;
-  if (!ts->tls)
-    return smtpd_session_want_read(ts->s);
-  c = ts->tls;
+  c = ts->conn;
   if (c->plain_len > c->plain_off)
     return 0; /* decrypted input still waits for the session */
   return smtpd_tls_conn_want_read(c) && smtpd_session_want_read(ts->s);
@@ -1372,11 +1494,11 @@ int smtpd_tls_session_want_write(const smtpd_tls_session *ts)
 {
   const smtpd_tls_conn *c;
 
-  if (!ts || ts->gave_up)
+  if (ts && !ts->wire_tls && !ts->failed && !ts->gave_up)
+    return smtpd_session_want_write(ts->s); /* plaintext */
+  if (!ts || ts->gave_up || !ts->wire_tls)
     return 0;
-  if (!ts->tls)
-    return !ts->failed && smtpd_session_want_write(ts->s);
-  c = ts->tls;
+  c = ts->conn;
   if (smtpd_tls_conn_want_write(c))
     return 1;
   if (ts->failed || c->failed || !c->hs_done || c->bye_sent)
@@ -1391,13 +1513,27 @@ int smtpd_tls_session_want_write(const smtpd_tls_session *ts)
 
 int smtpd_tls_session_is_done(const smtpd_tls_session *ts)
 {
+  const smtpd_tls_conn *c;
+
   if (!ts)
     return 1;
+  if (!ts->wire_tls && !ts->failed && !ts->gave_up && !ts->eof) {
+    /* plaintext, nothing ended: the session's own rule (never true
+     * while replies wait) */
+    return !smtpd_session_is_paused(ts->s) && smtpd_session_is_done(ts->s);
+  }
   if (smtpd_session_is_paused(ts->s))
     return 0;
-  if (ts->gave_up)
+  if (ts->gave_up || (ts->failed && !ts->wire_tls))
     return 1;
-  if (ts->tls && smtpd_tls_conn_want_write(ts->tls))
+  if (!ts->wire_tls) {
+    /* smtpd_session_is_done() is never true while replies wait */
+    if (smtpd_session_is_done(ts->s))
+      return 1;
+    return ts->eof && !smtpd_session_want_write(ts->s);
+  }
+  c = ts->conn;
+  if (smtpd_tls_conn_want_write(c))
     return 0; /* the last reply, close_notify or an alert */
   if (ts->failed)
     return 1;
@@ -1406,9 +1542,9 @@ int smtpd_tls_session_is_done(const smtpd_tls_session *ts)
   if (smtpd_session_is_done(ts->s))
     return 1;
   /* closed (a timeout) before the handshake: nothing can be said */
-  if (ts->tls && !ts->tls->hs_done && smtpd_session_is_closing(ts->s))
+  if (!c->hs_done && smtpd_session_is_closing(ts->s))
     return 1;
-  return ts->eof || (ts->tls && ts->tls->peer_closed);
+  return ts->eof || c->peer_closed;
 }
 
 uint32_t smtpd_tls_session_timeout(const smtpd_tls_session *ts,
@@ -1417,11 +1553,13 @@ uint32_t smtpd_tls_session_timeout(const smtpd_tls_session *ts,
   smtpd_timeout k = SMTPD_TIMEOUT_NONE;
   uint32_t ms = 0;
 
+  if (ts && !ts->wire_tls)
+    return smtpd_session_timeout(ts->s, kind); /* plaintext */
   if (ts) {
     ms = smtpd_session_timeout(ts->s, &k);
-    if (k == SMTPD_TIMEOUT_NONE && !ts->gave_up && ts->tls &&
+    if (k == SMTPD_TIMEOUT_NONE && ts->wire_tls && !ts->gave_up &&
         !smtpd_session_is_paused(ts->s) &&
-        smtpd_tls_conn_want_write(ts->tls)) {
+        smtpd_tls_conn_want_write(ts->conn)) {
       k = SMTPD_TIMEOUT_COMMAND; /* the client must read the last bytes */
       ms = ts->command_ms ? ts->command_ms : FALLBACK_COMMAND_MS;
     }
@@ -1440,7 +1578,7 @@ int smtpd_tls_session_timeout_expired(smtpd_tls_session *ts)
   if (smtpd_session_is_paused(ts->s) || ts->gave_up)
     return SMTPD_OK; /* no client timer runs while the host decides */
   if (!smtpd_session_is_closing(ts->s) && !ts->failed && !ts->eof &&
-      !(ts->tls && ts->tls->peer_closed))
+      !(ts->wire_tls && ts->conn->peer_closed))
     return smtpd_session_timeout_expired(ts->s);
   ts->gave_up = 1; /* its last words were never read: stop */
   ts_note(ts, "client did not read", NULL);
@@ -1449,10 +1587,10 @@ int smtpd_tls_session_timeout_expired(smtpd_tls_session *ts)
 
 int smtpd_tls_session_is_tls(const smtpd_tls_session *ts)
 {
-  return ts && ts->tls && smtpd_tls_conn_handshake_done(ts->tls);
+  return ts && ts->wire_tls && smtpd_tls_conn_handshake_done(ts->conn);
 }
 
 const char *smtpd_tls_session_error(const smtpd_tls_session *ts)
 {
-  return ts ? ts->reason : "";
+  return ts && ts->reason ? ts->reason : "";
 }
