@@ -2216,6 +2216,20 @@ static int setup_auth(server *srv, user_table *users) {
   return 0;
 }
 
+/* What main set up before the loop, freed after every connection is
+ * gone (also in the --workers supervisor, which serves nothing). */
+static void server_free(server *srv, user_table *users) {
+  if (!srv->opt.discard)
+    maildir_close(&srv->md);
+  smtpd_tls_ctx_del(srv->tls);
+  smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
+  users_free(users);
+  mg_server_del(srv->mg);
+  def_table_del(srv->defs);
+  smtpd_config_del(srv->cfg);
+  free(srv);
+}
+
 int main(int argc, char **argv) {
   server *srv = calloc(1, sizeof *srv);
   user_table users = {0};
@@ -2257,7 +2271,10 @@ int main(int argc, char **argv) {
     if (w == srv->opt.workers) { /* the supervisor serves nothing */
       for (int i = 0; i < srv->nlisteners; i++)
         close(srv->listeners[i].fd);
-      return workers_wait();
+      int rc = workers_wait();
+      log_flush();
+      server_free(srv, &users);
+      return rc;
     }
     if (w > 0 && listeners_own(srv) != 0) {
       fprintf(stderr, "smtpd-maildir: worker %d: cannot listen: %s\n", w,
@@ -2392,14 +2409,6 @@ int main(int argc, char **argv) {
   poller_del(srv->poll);
   close(sp[0]);
   close(sp[1]);
-  if (!srv->opt.discard)
-    maildir_close(&srv->md);
-  smtpd_tls_ctx_del(srv->tls); /* after every connection is gone */
-  smtpd_sasl_backend_del(srv->sasl); /* whichever adapter made it */
-  users_free(&users);
-  mg_server_del(srv->mg); /* after every connection is gone */
-  def_table_del(srv->defs);
-  smtpd_config_del(srv->cfg);
-  free(srv);
+  server_free(srv, &users);
   return 0;
 }
