@@ -66,13 +66,13 @@ wait_port() {
 start() {
   local cfg=$1; shift
   case $cfg in
-    log)     "$@" "$SERVER" --discard --max-sessions 100000 \
+    log)     "$@" "$SERVER" --discard --max-sessions 100000 --max-per-client 0 \
                --listen 127.0.0.1:$PORT 2>"$work/server.log" & ;;
-    quiet)   "$@" "$SERVER" --discard --quiet --max-sessions 100000 \
+    quiet)   "$@" "$SERVER" --discard --quiet --max-sessions 100000 --max-per-client 0 \
                --listen 127.0.0.1:$PORT 2>"$work/server.log" & ;;
     maildir) rm -rf "$work/Maildir"
              "$@" "$SERVER" --maildir "$work/Maildir" --quiet \
-               --max-sessions 100000 --listen 127.0.0.1:$PORT \
+               --max-sessions 100000 --max-per-client 0 --listen 127.0.0.1:$PORT \
                2>"$work/server.log" & ;;
     resp)    "$@" "$RESPONDER" 127.0.0.1:$PORT 2>"$work/server.log" & ;;
     sink)    # as root smtp-sink wants -u; run it (valgrind too) as nobody

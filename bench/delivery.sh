@@ -86,7 +86,7 @@ wait_port() {
 start_a() { # [wrapper...]
   rm -rf "$work/Maildir"
   # shellcheck disable=SC2086
-  "$@" "$SERVER" $A_ARGS --maildir "$work/Maildir" --quiet --max-sessions 10000 \
+  "$@" "$SERVER" $A_ARGS --maildir "$work/Maildir" --quiet --max-sessions 10000 --max-per-client 0 \
     --listen 127.0.0.1:$PORT_A 2>"$work/a.log" &
   pid=$!
   wait_port $PORT_A

@@ -48,7 +48,7 @@ ir() {
   rm -rf "$work/mail"
   # shellcheck disable=SC2086
   valgrind --tool=callgrind --callgrind-out-file="$out.%p" -q \
-    "$SERVER" $opts $SERVER_ARGS --maildir "$work/mail" --max-sessions 100000 \
+    "$SERVER" $opts $SERVER_ARGS --maildir "$work/mail" --max-sessions 100000 --max-per-client 0 \
     --listen 127.0.0.1:$PORT 2>"$work/log" &
   pid=$!
   wait_port

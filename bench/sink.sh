@@ -58,7 +58,7 @@ wait_port() { # wait until something listens on 127.0.0.1:$1
 start() { # start A or B (optionally under a wrapper like valgrind)
   local which=$1; shift
   if [ "$which" = A ]; then
-    "$@" "$SERVER" --discard --quiet --max-sessions 100000 \
+    "$@" "$SERVER" --discard --quiet --max-sessions 100000 --max-per-client 0 \
       --listen 127.0.0.1:$PORT_A 2>"$work/a.log" &
     pid=$!; port=$PORT_A
   else

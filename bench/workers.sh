@@ -17,7 +17,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null' EXIT
 declare -A sum=([1]=0 [2]=0)
 for round in $(seq 1 "$ROUNDS"); do
   for w in 1 2; do
-    "$SERVER" --discard --quiet --workers "$w" --max-sessions 100000 \
+    "$SERVER" --discard --quiet --workers "$w" --max-sessions 100000 --max-per-client 0 \
       --listen 127.0.0.1:$PORT 2>/dev/null &
     pid=$!
     for _ in $(seq 1 200); do
