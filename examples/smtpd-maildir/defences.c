@@ -94,6 +94,10 @@ def_addr *def_conn_open(def_table *t, const char *addr, unsigned long *count) {
   return a;
 }
 
+const char *def_addr_text(const def_addr *a) {
+  return a->addr;
+}
+
 void def_conn_close(def_table *t, def_addr *a) {
   (void)t;
   if (a && a->conns > 0)

@@ -6,6 +6,7 @@
  *   def_table_new / def_table_del   the table
  *   def_conn_open / def_conn_close  count concurrent connections per
  *                                   address (--max-per-client)
+ *   def_addr_text                   the address an entry counts
  *   def_auth_penalized              the address failed AUTH --auth-fail-
  *                                   limit times within --auth-fail-window
  *   def_auth_failed                 count one more failure
@@ -45,6 +46,9 @@ void def_table_del(def_table *t);
  * full or out of memory. */
 def_addr *def_conn_open(def_table *t, const char *addr, unsigned long *count);
 void def_conn_close(def_table *t, def_addr *a); /* a may be NULL */
+/* def_addr_text - the address text a was opened with (def_conn_open), so
+ * a connection need not keep its own copy. */
+const char *def_addr_text(const def_addr *a);
 
 /* def_auth_penalized - a already failed AUTH auth_fail_limit times within
  * the window ending at now. a may be NULL (never penalized). */

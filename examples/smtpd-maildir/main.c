@@ -134,49 +134,64 @@ typedef struct listener {
 
 typedef struct server server;
 
+/* A connection's transaction state: made at its first MAIL (at once with
+ * --milter, whose glue keeps a pointer to msg) and kept until the
+ * connection ends, so an idle or merely greeted connection carries none
+ * of it (docs/example-server.md, "How it is built"). */
+typedef struct conn_txn {
+  maildir_msg msg;       /* open while a message is being received */
+  char qid[QUEUE_ID_MAX];
+  /* the transaction's envelope extras, written as X-Envelope-* fields */
+  smtpd_dsn_ret dsn_ret;
+  int requiretls;
+  char *dsn_envid;       /* xtext-encoded ENVID, or NULL */
+  struct rcpt_info *rcpts; /* by recipient index */
+  size_t nrcpts, rcpts_cap;
+  uint64_t done_size;    /* the message being committed: size, */
+  size_t done_nrcpt;     /* ... recipients (its log line) */
+  int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
+} conn_txn;
+
 typedef struct conn {
   int type; /* OBJ_CONN */
+  int fd;
   struct conn *prev, *next;
   server *srv;
-  int fd;
   smtpd_session *s;
   smtpd_tls_session *ts; /* the session behind its (optional) TLS: every
                             byte to and from the socket goes through it */
   unsigned char *pending; /* input ts did not take yet */
   size_t npending;
   uint64_t deadline;     /* monotonic ms; 0 = none */
-  unsigned watched;      /* current POLLER_* mask */
-  int eof;               /* the client closed its side: read no more */
-  maildir_msg msg;       /* open while a message is being received */
-  char qid[QUEUE_ID_MAX];
+  conn_txn *tx;          /* NULL until the first MAIL (or --milter) */
+  deliver_job *job;      /* its commit, while the delivery threads have it */
   unsigned long messages;
   const char *end_reason;
-  char addr[64];         /* client address text, for logs */
-  int addr_stale;        /* XCLIENT may have changed the client: addr is
-                            made again (session_client_text) */
   mg_conn *mg;           /* its --milter filters, or NULL */
-  struct sockaddr_storage peer; /* the socket's peer (trust decisions) */
-  /* the transaction's envelope extras, written as X-Envelope-* fields */
-  smtpd_dsn_ret dsn_ret;
-  char *dsn_envid;       /* xtext-encoded ENVID, or NULL */
-  int requiretls;
-  struct rcpt_info *rcpts; /* by recipient index */
-  size_t nrcpts, rcpts_cap;
-  int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
-  deliver_job *job;      /* its commit, while the delivery threads have it */
-  uint64_t done_size;    /* the message being committed: size, */
-  size_t done_nrcpt;     /* ... recipients (its log line) */
   /* defences */
-  char ip[64];           /* the socket peer's address text, or "" */
-  def_addr *da;          /* its entry in srv->defs, or NULL */
-  unsigned long from_ip; /* connections from ip when this one came */
+  def_addr *da;          /* its entry in srv->defs (its address text:
+                            def_addr_text), or NULL */
+  unsigned long from_ip; /* connections from that address when this one
+                            came */
   uint64_t dl_epoch, dl_at; /* the library's deadline: epoch, when (ms) */
   uint64_t delay_epoch;  /* the last reply delay seen */
   uint64_t hold_until;   /* write nothing before this (ms), 0 = none */
   size_t unsent;         /* TLS output left unwritten at the last flush */
   uint64_t auth_resume_at; /* a deferred --users check answers then (ms) */
   smtpd_verdict auth_verdict; /* ... with this verdict */
-  int auth_penalized;    /* this AUTH was delayed already (on_auth_fail) */
+  /* small fields together: the struct stays one malloc size class down */
+  unsigned char watched; /* current POLLER_* mask */
+  unsigned char eof;     /* the client closed its side: read no more */
+  unsigned char addr_stale; /* XCLIENT may have changed the client: addr
+                               is made again (session_client_text) */
+  unsigned char auth_penalized; /* this AUTH was delayed already
+                                   (on_auth_fail) */
+  union {                /* the socket's peer (trust decisions) */
+    struct sockaddr sa;  /* sa_family AF_UNIX: no address */
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+  } peer;
+  char addr[64];         /* client address text, for logs */
 } conn;
 
 typedef struct rcpt_info {
@@ -248,18 +263,30 @@ static const char *log_safe(char *buf, size_t cap, const char *s) {
 /* ---- connections ------------------------------------------------------ */
 
 static void msg_abort(conn *c) {
-  maildir_abort(&c->srv->md, &c->msg);
+  if (c->tx)
+    maildir_abort(&c->srv->md, &c->tx->msg);
+}
+
+/* txn_get - c's transaction state, made the first time; NULL when out of
+ * memory. */
+static conn_txn *txn_get(conn *c) {
+  if (c->tx == NULL && (c->tx = calloc(1, sizeof *c->tx)) != NULL)
+    c->tx->msg.fd = -1;
+  return c->tx;
 }
 
 /* Forget the transaction's DSN / REQUIRETLS details. */
 static void envelope_clear(conn *c) {
-  free(c->dsn_envid);
-  c->dsn_envid = NULL;
-  c->dsn_ret = SMTPD_DSN_RET_UNSPECIFIED;
-  c->requiretls = 0;
-  for (size_t i = 0; i < c->nrcpts; i++)
-    free(c->rcpts[i].orcpt);
-  c->nrcpts = 0;
+  conn_txn *t = c->tx;
+  if (t == NULL)
+    return;
+  free(t->dsn_envid);
+  t->dsn_envid = NULL;
+  t->dsn_ret = SMTPD_DSN_RET_UNSPECIFIED;
+  t->requiretls = 0;
+  for (size_t i = 0; i < t->nrcpts; i++)
+    free(t->rcpts[i].orcpt);
+  t->nrcpts = 0;
 }
 
 static void conn_destroy(conn *c) {
@@ -268,7 +295,9 @@ static void conn_destroy(conn *c) {
   if (c->job) /* its commit goes on; the completion finds no one */
     c->job->owner = NULL;
   envelope_clear(c);
-  free(c->rcpts);
+  if (c->tx)
+    free(c->tx->rcpts);
+  free(c->tx);
   const char *tls_why = smtpd_tls_session_error(c->ts);
   const char *why = c->end_reason ? c->end_reason
                     : *tls_why    ? tls_why
@@ -390,7 +419,8 @@ static int flush_output(conn *c) {
 
 /* A session that holds no transaction may be closed at shutdown. */
 static int conn_idle(const conn *c) {
-  return smtpd_session_sender(c->s) == NULL && c->msg.fd < 0 &&
+  return smtpd_session_sender(c->s) == NULL &&
+         (c->tx == NULL || c->tx->msg.fd < 0) &&
          !smtpd_session_is_paused(c->s);
 }
 
@@ -587,19 +617,17 @@ static void conn_new(server *srv, listener *l, int fd,
   c->type = OBJ_CONN;
   c->srv = srv;
   c->fd = fd;
-  c->msg.fd = -1;
   char host[INET6_ADDRSTRLEN + 1];
   int is_unix = sa->sa_family == AF_UNIX;
   if (is_unix) { /* --listen unix:PATH: no address to give the session */
     snprintf(c->addr, sizeof c->addr, "unix");
-    c->peer.ss_family = AF_UNIX;
+    c->peer.sa.sa_family = AF_UNIX;
   } else {
     format_addr(sa, host, sizeof host, c->addr, sizeof c->addr);
     memcpy(&c->peer, sa, sa->sa_family == AF_INET6
                              ? sizeof(struct sockaddr_in6)
                              : sizeof(struct sockaddr_in));
-    snprintf(c->ip, sizeof c->ip, "%s", host);
-    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
+    c->da = def_conn_open(srv->defs, host, &c->from_ip);
   }
   int one = 1;
   if (!is_unix)
@@ -643,7 +671,13 @@ static void conn_new(server *srv, listener *l, int fd,
     return;
   }
   /* --milter: start connecting the filters (on_connect waits for them) */
-  if (mg_conn_new(&c->mg, srv->mg, srv->poll, c->s, sa, &srv->md, &c->msg,
+  if (srv->mg && txn_get(c) == NULL) {
+    c->end_reason = "out of memory";
+    conn_destroy(c);
+    return;
+  }
+  if (mg_conn_new(&c->mg, srv->mg, srv->poll, c->s, sa, &srv->md,
+                  c->tx ? &c->tx->msg : NULL,
                   on_data_complete_inline, c) != 0) {
     c->end_reason = "milter setup failed";
     conn_destroy(c);
@@ -725,13 +759,11 @@ static int net_match(const conn *c, const netmask *nets, int n) {
   const unsigned char *a;
   int family;
   unsigned char v4[4];
-  if (c->peer.ss_family == AF_INET) {
-    a = (const unsigned char *)&((const struct sockaddr_in *)&c->peer)
-            ->sin_addr;
+  if (c->peer.sa.sa_family == AF_INET) {
+    a = (const unsigned char *)&c->peer.in.sin_addr;
     family = AF_INET;
-  } else if (c->peer.ss_family == AF_INET6) {
-    const struct in6_addr *a6 =
-        &((const struct sockaddr_in6 *)&c->peer)->sin6_addr;
+  } else if (c->peer.sa.sa_family == AF_INET6) {
+    const struct in6_addr *a6 = &c->peer.in6.sin6_addr;
     if (IN6_IS_ADDR_V4MAPPED(a6)) {
       memcpy(v4, a6->s6_addr + 12, 4);
       a = v4;
@@ -816,10 +848,9 @@ static void defences_key(conn *c) {
   }
   const char *a = smtpd_session_client_addr(c->s);
   if (net_match(c, srv->proxy_nets, srv->nproxy_nets) && a && *a &&
-      strlen(a) < sizeof c->ip && strcmp(a, c->ip) != 0) {
+      strlen(a) < 64 && strcmp(a, def_addr_text(c->da)) != 0) {
     def_conn_close(srv->defs, c->da);
-    snprintf(c->ip, sizeof c->ip, "%s", a);
-    c->da = def_conn_open(srv->defs, c->ip, &c->from_ip);
+    c->da = def_conn_open(srv->defs, a, &c->from_ip);
   }
 }
 
@@ -831,7 +862,8 @@ static smtpd_verdict on_connect(smtpd_session *s, void *ud) {
   if (c->srv->opt.max_per_client > 0 && c->da &&
       c->from_ip > (unsigned long)c->srv->opt.max_per_client) {
     char text[128];
-    snprintf(text, sizeof text, "Error: too many connections from %s", c->ip);
+    snprintf(text, sizeof text, "Error: too many connections from %s",
+             def_addr_text(c->da));
     c->end_reason = "too many connections from client";
     smtpd_session_set_reply(s, 421, "4.7.0", text);
     return SMTPD_TEMPFAIL;
@@ -885,10 +917,12 @@ static smtpd_verdict on_mail(smtpd_session *s, const smtpd_mail *m, void *ud) {
            "for SIZE=%" PRIu64, c->addr, m->has_size ? m->size : 0);
     return reply_storage(s);
   }
+  if (txn_get(c) == NULL) /* out of memory */
+    return SMTPD_TEMPFAIL;
   envelope_clear(c); /* a new transaction */
-  c->dsn_ret = m->dsn_ret;
-  c->requiretls = m->requiretls;
-  if (m->dsn_envid && (c->dsn_envid = xtext_encode(m->dsn_envid)) == NULL)
+  c->tx->dsn_ret = m->dsn_ret;
+  c->tx->requiretls = m->requiretls;
+  if (m->dsn_envid && (c->tx->dsn_envid = xtext_encode(m->dsn_envid)) == NULL)
     return SMTPD_TEMPFAIL;
   return mg_on_mail(c->mg, m);
 }
@@ -911,17 +945,17 @@ static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
-  if (r->index >= c->rcpts_cap) {
-    size_t cap = c->rcpts_cap ? 2 * c->rcpts_cap : 8;
-    rcpt_info *n = realloc(c->rcpts, cap * sizeof *n);
+  if (r->index >= c->tx->rcpts_cap) {
+    size_t cap = c->tx->rcpts_cap ? 2 * c->tx->rcpts_cap : 8;
+    rcpt_info *n = realloc(c->tx->rcpts, cap * sizeof *n);
     if (n == NULL)
       return SMTPD_TEMPFAIL;
-    c->rcpts = n;
-    c->rcpts_cap = cap;
+    c->tx->rcpts = n;
+    c->tx->rcpts_cap = cap;
   }
-  while (c->nrcpts > r->index) /* an entry a later refusal left behind */
-    free(c->rcpts[--c->nrcpts].orcpt);
-  rcpt_info *ri = &c->rcpts[c->nrcpts];
+  while (c->tx->nrcpts > r->index) /* an entry a later refusal left behind */
+    free(c->tx->rcpts[--c->tx->nrcpts].orcpt);
+  rcpt_info *ri = &c->tx->rcpts[c->tx->nrcpts];
   memset(ri, 0, sizeof *ri);
   ri->notify = r->dsn_notify;
   ri->refused = refused;
@@ -937,7 +971,7 @@ static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
     snprintf(ri->orcpt, len, "%s;%s", type, x);
     free(x);
   }
-  c->nrcpts++;
+  c->tx->nrcpts++;
   return mg_on_rcpt(c->mg, r);
 }
 
@@ -961,7 +995,7 @@ static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
 
 static void new_queue_id(conn *c) {
   /* unique, in arrival order; no clock read, no printf (queue_id.c) */
-  queue_id_next(&c->srv->qids, c->qid);
+  queue_id_next(&c->srv->qids, c->tx->qid);
 }
 
 /* The Received: line (RFC 5321 4.4) that goes on top of the message. */
@@ -991,7 +1025,7 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
       c->srv->tz_offset_min = (int)(tm.tm_gmtoff / 60);
     }
     r.software = "smtpd-maildir";
-    r.queue_id = c->qid;
+    r.queue_id = c->tx->qid;
     r.time = (int64_t)t;
     r.utc_offset_minutes = c->srv->tz_offset_min;
     size_t n = smtpd_received_format(buf, cap, &r);
@@ -1023,7 +1057,7 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
                    "Received: from %s (unknown [%s])\r\n"
                    "\tby %s (smtpd-maildir) with %s id %s%s;\r\n\t%s\r\n",
                    helo ? helo : "unknown", smtpd_session_client_addr(s),
-                   smtpd_session_hostname(s), proto, c->qid, rcpt, date);
+                   smtpd_session_hostname(s), proto, c->tx->qid, rcpt, date);
   return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -1044,7 +1078,7 @@ static void header_safe(char *dst, size_t cap, const char *src) {
 
 /* env_put - one piece of an X-Envelope-* field (maildir_write buffers) */
 static void env_put(conn *c, const char *str) {
-  maildir_write(&c->msg, str, strlen(str));
+  maildir_write(&c->tx->msg, str, strlen(str));
 }
 
 /* RFC 5322 2.1.1: a line is at most 998 octets before its CRLF. */
@@ -1082,15 +1116,15 @@ static void write_envelope(conn *c) {
   env_put(c, "X-Envelope-From: <");
   env_put(c, addr);
   env_put(c, ">");
-  if (c->dsn_ret != SMTPD_DSN_RET_UNSPECIFIED)
+  if (c->tx->dsn_ret != SMTPD_DSN_RET_UNSPECIFIED)
     env_param(c, &col, "RET",
-              c->dsn_ret == SMTPD_DSN_RET_FULL ? "FULL" : "HDRS");
-  if (c->dsn_envid)
-    env_param(c, &col, "ENVID", c->dsn_envid);
+              c->tx->dsn_ret == SMTPD_DSN_RET_FULL ? "FULL" : "HDRS");
+  if (c->tx->dsn_envid)
+    env_param(c, &col, "ENVID", c->tx->dsn_envid);
   env_put(c, "\r\n");
   size_t nr = smtpd_session_recipient_count(s);
   for (size_t i = 0; i < nr; i++) {
-    const rcpt_info *ri = i < c->nrcpts ? &c->rcpts[i] : NULL;
+    const rcpt_info *ri = i < c->tx->nrcpts ? &c->tx->rcpts[i] : NULL;
     if (ri && ri->refused)
       continue;
     char notify[64] = "";
@@ -1120,9 +1154,9 @@ static void write_envelope(conn *c) {
       env_param(c, &col, "ORCPT", ri->orcpt);
     env_put(c, "\r\n");
   }
-  if (c->requiretls) {
+  if (c->tx->requiretls) {
     static const char rt[] = "X-Envelope-RequireTLS: yes\r\n";
-    maildir_write(&c->msg, rt, sizeof rt - 1);
+    maildir_write(&c->tx->msg, rt, sizeof rt - 1);
   }
 }
 
@@ -1131,13 +1165,13 @@ static int begin_message(conn *c) {
   if (c->srv->opt.discard)
     return 0;
   char rec[2048];
-  if (maildir_begin(&c->srv->md, &c->msg) != 0) {
+  if (maildir_begin(&c->srv->md, &c->tx->msg) != 0) {
     logmsg("smtpd-maildir: cannot create message file: %s", strerror(errno));
     return -1;
   }
-  maildir_write(&c->msg, rec, make_received(c, rec, sizeof rec));
+  maildir_write(&c->tx->msg, rec, make_received(c, rec, sizeof rec));
   write_envelope(c);
-  c->msg.written = 0; /* count the body only */
+  c->tx->msg.written = 0; /* count the body only */
   return 0;
 }
 
@@ -1148,7 +1182,7 @@ static smtpd_verdict on_data(smtpd_session *s, void *ud) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
-  return mg_on_data(c->mg, c->qid);
+  return mg_on_data(c->mg, c->tx->qid);
 }
 
 static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
@@ -1156,17 +1190,17 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
   conn *c = ud;
   (void)s;
   if (c->srv->opt.discard) {
-    c->msg.written += n;
+    c->tx->msg.written += n;
     return SMTPD_ACCEPT;
   }
-  maildir_write(&c->msg, p, n);
-  if (c->srv->fault_enospc && c->msg.fd >= 0) { /* test hook */
-    c->msg.failed = 1;
-    c->msg.err = ENOSPC;
+  maildir_write(&c->tx->msg, p, n);
+  if (c->srv->fault_enospc && c->tx->msg.fd >= 0) { /* test hook */
+    c->tx->msg.failed = 1;
+    c->tx->msg.err = ENOSPC;
   }
-  if (storage_full(&c->msg)) { /* the rest is read and dropped */
-    logmsg("smtpd-maildir: %s: message refused: %s", c->qid,
-           strerror(c->msg.err));
+  if (storage_full(&c->tx->msg)) { /* the rest is read and dropped */
+    logmsg("smtpd-maildir: %s: message refused: %s", c->tx->qid,
+           strerror(c->tx->msg.err));
     return reply_storage(s);
   }
   return SMTPD_ACCEPT;
@@ -1176,13 +1210,13 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
  * commit ended: the session still holds its envelope, paused or not) */
 static void log_from_line(conn *c) {
   log_begin();
-  log_str(c->qid);
+  log_str(c->tx->qid);
   LOG_LIT(": from=<");
   log_text(smtpd_session_sender(c->s), 279);
   LOG_LIT("> nrcpt=");
-  log_u64(c->done_nrcpt);
+  log_u64(c->tx->done_nrcpt);
   LOG_LIT(" size=");
-  log_u64(c->done_size);
+  log_u64(c->tx->done_size);
   LOG_LIT(" client=");
   log_str(c->addr);
   log_end();
@@ -1191,9 +1225,9 @@ static void log_from_line(conn *c) {
 /* 250 2.0.0 TEXT QID */
 static void reply_with_qid(conn *c, const char *text) {
   char buf[80];
-  size_t n = strlen(text), q = strlen(c->qid);
+  size_t n = strlen(text), q = strlen(c->tx->qid);
   memcpy(buf, text, n);
-  memcpy(buf + n, c->qid, q + 1);
+  memcpy(buf + n, c->tx->qid, q + 1);
   smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
 }
 
@@ -1203,13 +1237,13 @@ static void reply_with_qid(conn *c, const char *text) {
 static smtpd_verdict delivery_reply(conn *c, int rc, int err) {
   smtpd_session *s = c->s;
   if (rc != 0) {
-    logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid, strerror(err));
+    logmsg("smtpd-maildir: %s: delivery failed: %s", c->tx->qid, strerror(err));
     if (err == ENOSPC || err == EDQUOT)
       return reply_storage(s);
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
-  c->msg.written = 0;
+  c->tx->msg.written = 0;
   c->messages++;
   if (!c->srv->opt.quiet) {
     if (c->addr_stale) /* after XCLIENT: the forwarded client */
@@ -1222,14 +1256,14 @@ static smtpd_verdict delivery_reply(conn *c, int rc, int err) {
 
 /* The errno of a failed inline commit (or of a message never opened). */
 static int msg_errno(const conn *c, int e) {
-  return c->msg.err ? c->msg.err : e ? e : EIO;
+  return c->tx->msg.err ? c->tx->msg.err : e ? e : EIO;
 }
 
 /* commit_async - hand the received message to the delivery threads; the
  * session pauses (SMTPD_DEFER) until deliveries_done answers it. 0, or
  * -1 when it could not be queued (then the message is dropped). */
 static int commit_async(conn *c) {
-  c->job = deliver_submit(c->srv->dl, &c->msg, c);
+  c->job = deliver_submit(c->srv->dl, &c->tx->msg, c);
   return c->job ? 0 : -1;
 }
 
@@ -1237,11 +1271,11 @@ static smtpd_verdict on_data_complete(smtpd_session *s,
                                       const smtpd_message *m, void *ud) {
   conn *c = ud;
   (void)s;
-  c->done_size = m->size;
-  c->done_nrcpt = m->nrecipients;
+  c->tx->done_size = m->size;
+  c->tx->done_nrcpt = m->nrecipients;
   if (c->srv->opt.discard)
     return delivery_reply(c, 0, 0);
-  if (c->msg.fd < 0)
+  if (c->tx->msg.fd < 0)
     return delivery_reply(c, -1, msg_errno(c, 0));
   if (commit_async(c) == 0)
     return SMTPD_DEFER; /* the threads fsync; deliveries_done answers */
@@ -1256,11 +1290,11 @@ static smtpd_verdict on_data_complete_inline(smtpd_session *s,
                                              void *ud) {
   conn *c = ud;
   (void)s;
-  c->done_size = m->size;
-  c->done_nrcpt = m->nrecipients;
+  c->tx->done_size = m->size;
+  c->tx->done_nrcpt = m->nrecipients;
   if (c->srv->opt.discard)
     return delivery_reply(c, 0, 0);
-  if (c->msg.fd < 0 || maildir_commit(&c->srv->md, &c->msg) != 0)
+  if (c->tx->msg.fd < 0 || maildir_commit(&c->srv->md, &c->tx->msg) != 0)
     return delivery_reply(c, -1, msg_errno(c, errno));
   return delivery_reply(c, 0, 0);
 }
@@ -1289,17 +1323,17 @@ static smtpd_verdict on_data_complete_milter(smtpd_session *s,
  * the others are answered from its outcome at once. */
 static smtpd_verdict lmtp_answer(conn *c, size_t index) {
   smtpd_session *s = c->s;
-  int refused = index < c->nrcpts && c->rcpts[index].refused;
+  int refused = index < c->tx->nrcpts && c->tx->rcpts[index].refused;
   if (!c->srv->opt.quiet) {
     char to[280];
     log_safe(to, sizeof to, smtpd_session_recipient(s, index));
     log_begin();
-    log_str(c->qid);
+    log_str(c->tx->qid);
     LOG_LIT(": to=<");
     log_str(to);
     LOG_LIT("> status=");
     log_str(refused                ? "refused"
-             : c->lmtp_stored == 1 ? "delivered"
+             : c->tx->lmtp_stored == 1 ? "delivered"
                                    : "deferred");
     log_end();
   }
@@ -1307,9 +1341,9 @@ static smtpd_verdict lmtp_answer(conn *c, size_t index) {
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
-  if (c->lmtp_stored == -2)
+  if (c->tx->lmtp_stored == -2)
     return reply_storage(s);
-  if (c->lmtp_stored != 1) {
+  if (c->tx->lmtp_stored != 1) {
     smtpd_session_set_reply(s, 451, "4.3.0", "Error: cannot store message");
     return SMTPD_TEMPFAIL;
   }
@@ -1320,10 +1354,10 @@ static smtpd_verdict lmtp_answer(conn *c, size_t index) {
 /* The message's fate is known (stored 1, not wanted 0, failed -1, disk
  * full -2): counted and logged once. */
 static void lmtp_stored_set(conn *c, int stored, int err) {
-  c->lmtp_stored = stored;
+  c->tx->lmtp_stored = stored;
   if (stored < 0)
-    logmsg("smtpd-maildir: %s: delivery failed: %s", c->qid, strerror(err));
-  c->msg.written = 0;
+    logmsg("smtpd-maildir: %s: delivery failed: %s", c->tx->qid, strerror(err));
+  c->tx->msg.written = 0;
   if (stored == 1)
     c->messages++;
   if (!c->srv->opt.quiet) {
@@ -1341,18 +1375,18 @@ static smtpd_verdict on_data_complete_rcpt(smtpd_session *s,
   if (index == 0) {
     int wanted = 0;
     for (size_t i = 0; i < m->nrecipients; i++)
-      wanted += !(i < c->nrcpts && c->rcpts[i].refused);
-    c->done_size = m->size;
-    c->done_nrcpt = m->nrecipients;
+      wanted += !(i < c->tx->nrcpts && c->tx->rcpts[i].refused);
+    c->tx->done_size = m->size;
+    c->tx->done_nrcpt = m->nrecipients;
     if (!wanted) {
       msg_abort(c);
       lmtp_stored_set(c, 0, 0);
     } else if (c->srv->opt.discard) {
       lmtp_stored_set(c, 1, 0);
-    } else if (c->msg.fd >= 0 && commit_async(c) == 0) {
+    } else if (c->tx->msg.fd >= 0 && commit_async(c) == 0) {
       return SMTPD_DEFER; /* deliveries_done answers recipient 0 */
     } else {
-      int e = msg_errno(c, c->msg.fd >= 0 ? ENOMEM : 0);
+      int e = msg_errno(c, c->tx->msg.fd >= 0 ? ENOMEM : 0);
       lmtp_stored_set(c, e == ENOSPC || e == EDQUOT ? -2 : -1, e);
     }
   }
