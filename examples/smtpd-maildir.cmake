@@ -6,7 +6,7 @@ if(NOT SMTPD_HAVE_GNUTLS)
   message(STATUS "smtpd-maildir: not built (needs the GnuTLS adapter)")
   return()
 endif()
-add_executable(smtpd-maildir
+set(_smd_sources
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/deliver.c
@@ -18,6 +18,7 @@ add_executable(smtpd-maildir
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/workers.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/defences.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
+add_executable(smtpd-maildir ${_smd_sources})
 target_compile_options(smtpd-maildir PRIVATE ${SMTPD_WARNINGS})
 target_link_libraries(smtpd-maildir PRIVATE smtpd_static)
 # deliver.c: the delivery worker thread
@@ -42,18 +43,7 @@ if(SMTPD_HAVE_MILTER AND TARGET smtpd_milter_static)
   target_link_libraries(smtpd-maildir PRIVATE smtpd_milter_static)
 endif()
 # Same program over poll(2), to keep the portable path tested on Linux.
-add_executable(smtpd-maildir-poll
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/main.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/maildir.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/deliver.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/poller.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/milter_glue.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/fmt.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/log.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/queue_id.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/workers.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/defences.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
+add_executable(smtpd-maildir-poll ${_smd_sources})
 get_target_property(_smd_defs smtpd-maildir COMPILE_DEFINITIONS)
 get_target_property(_smd_libs smtpd-maildir LINK_LIBRARIES)
 target_compile_options(smtpd-maildir-poll PRIVATE ${SMTPD_WARNINGS})
