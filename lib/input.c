@@ -196,6 +196,21 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
     }
     return stop;
   }
+  if (!s->line) {
+    /* the command buffer comes with the first command octet, and the
+     * first output buffer after it in the same block */
+    if (!s->cmdbuf) {
+      s->cmdbuf = smtpd_i_alloc(
+          &s->cfg->mem, (size_t)s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1 +
+                            SMTPD_I_OUT_FIRST);
+      if (!s->cmdbuf) {
+        smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+        return end;
+      }
+      smtpd_i_out_adopt(s);
+    }
+    s->line = s->cmdbuf;
+  }
   if (s->line_len + n > s->line_cap) {
     size_t take = 0;
     /* An AUTH response, or "AUTH mech initial-response", may be as long

@@ -35,7 +35,7 @@
 #define SMTPD_I_MAX_VERB 16
 #define SMTPD_I_REPLY_MAX 2048    /* host-set reply, formatted */
 #define SMTPD_I_PROXY_MAX 1040u   /* PROXY v2: 16 + 1024 */
-#define SMTPD_I_OUT_INLINE 256u   /* output buffer allocated with the session */
+#define SMTPD_I_OUT_FIRST 256u    /* first output buffer, allocated at need */
 
 typedef struct smtpd_i_param_decl {
   char keyword[64];
@@ -181,11 +181,14 @@ struct smtpd_session {
   char *line;       /* cmdbuf or auth buffer */
   size_t line_len;
   size_t line_cap;  /* usable octets (limit) */
-  char *cmdbuf;     /* cap = command limit + 1 */
+  char *cmdbuf;     /* cap = command limit + 1, then the first output
+                     * buffer (smtpd_i_out_first); NULL until a command
+                     * octet arrives (input.c) */
   char *authbuf;    /* allocated during AUTH, cap = auth limit + 67 */
   uint64_t skipped; /* octets of an overlong line skipped so far */
 
-  /* output */
+  /* output: out_cap 0 means no buffer yet; out is then NULL or the
+   * config's greeting, borrowed (reply.c) */
   uint8_t *out;
   size_t out_start, out_len, out_cap;
   uint64_t out_total;    /* octets ever queued */
@@ -252,11 +255,13 @@ struct smtpd_session {
   char sasl_mech[24];
 };
 
-/* The session and its first output buffer are one allocation: the
- * structure, then SMTPD_I_OUT_INLINE octets (a larger buffer is allocated
- * on its own). */
-static inline uint8_t *smtpd_i_out_inline(smtpd_session *s) {
-  return (uint8_t *)(s + 1);
+/* The command-line buffer (allocated with the first command octet,
+ * input.c) is followed by SMTPD_I_OUT_FIRST octets that become the output
+ * buffer if the queue has none of its own by then (smtpd_i_out_adopt). */
+static inline uint8_t *smtpd_i_out_first(const smtpd_session *s) {
+  return s->cmdbuf ? (uint8_t *)s->cmdbuf +
+                         s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1
+                   : NULL;
 }
 
 /* ---- util.c ------------------------------------------------------------ */
@@ -311,6 +316,8 @@ static inline size_t smtpd_i_format_line(char *dst, int code, char sep,
 }
 void smtpd_i_fail(smtpd_session *s, int err);
 int smtpd_i_append(smtpd_session *s, const void *p, size_t n);
+/* use smtpd_i_out_first(s) as the output buffer, if there is none yet */
+void smtpd_i_out_adopt(smtpd_session *s);
 /* smtpd_i_reply is a macro so that strlen of literal texts folds at the
  * call site: replies are on every command's path. */
 int smtpd_i_reply_n(smtpd_session *s, int code, char sep, const char *enh,

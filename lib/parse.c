@@ -163,7 +163,6 @@ static inline size_t u8len(const char *p, unsigned flags) {
  */
 static const char *scan_domain(const char *p, unsigned flags) {
   for (;;) {
-    int last_hyphen;
     size_t n;
 
     /* first octet: Let-dig or UTF-8 */
@@ -173,19 +172,17 @@ static const char *scan_domain(const char *p, unsigned flags) {
       p += n;
     else
       return NULL;
-    last_hyphen = 0;
+    /* runs of LDH octets, between them UTF-8 sequences */
     for (;;) {
-      if (IS(*p, C_LDH)) {
-        last_hyphen = *p == '-';
+      while (IS(*p, C_LDH))
         p++;
-      } else if ((n = u8len(p, flags)) != 0) {
-        last_hyphen = 0;
-        p += n;
-      } else {
+      if ((n = u8len(p, flags)) == 0)
         break;
-      }
+      p += n;
     }
-    if (last_hyphen)
+    /* the last octet taken: a '-' ends no sub-domain (after a UTF-8
+     * sequence it is a continuation octet, after the first a Let-dig) */
+    if (p[-1] == '-')
       return NULL;
     if (*p != '.')
       return p;

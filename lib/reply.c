@@ -18,34 +18,39 @@ void smtpd_i_fail(smtpd_session *s, int err) {
   s->state = ST_CLOSED;
 }
 
+/* The output queue has no buffer of its own until a reply needs one:
+ * out_cap 0 means s->out is NULL or borrows the config's greeting (read
+ * only; the config outlives the session and does not change under it). */
 static int out_reserve(smtpd_session *s, size_t n) {
   size_t need;
-  if (s->out_cap - s->out_start - s->out_len >= n)
+  uint8_t *p;
+  if (s->out_start + s->out_len + n <= s->out_cap)
     return 0;
-  if (s->out_start) {
+  if (s->out_cap && s->out_start) {
     memmove(s->out, s->out + s->out_start, s->out_len);
     s->out_start = 0;
     if (s->out_cap - s->out_len >= n)
       return 0;
   }
-  need = s->out_cap;
+  need = s->out_cap ? s->out_cap : SMTPD_I_OUT_FIRST;
   while (need - s->out_len < n)
     need *= 2;
-  {
-    /* the first buffer is part of the session's block (out_start is 0
-     * here: the queue was moved to the front above) */
-    int first = s->out == smtpd_i_out_inline(s);
-    uint8_t *p = first ? smtpd_i_alloc(&s->cfg->mem, need)
-                       : smtpd_i_realloc(&s->cfg->mem, s->out, need);
-    if (!p) {
-      smtpd_i_fail(s, SMTPD_ERR_NOMEM);
-      return SMTPD_ERR_NOMEM;
-    }
-    if (first && s->out_len)
-      memcpy(p, s->out, s->out_len);
-    s->out = p;
-    s->out_cap = need;
+  if (s->out_cap && s->out != smtpd_i_out_first(s)) {
+    p = smtpd_i_realloc(&s->cfg->mem, s->out, need);
+  } else {
+    /* a buffer of its own; what is queued (a borrowed greeting, or the
+     * contents of the buffer after the command line) moves into it */
+    p = smtpd_i_alloc(&s->cfg->mem, need);
+    if (p && s->out_len)
+      memcpy(p, s->out + s->out_start, s->out_len);
   }
+  if (!p) {
+    smtpd_i_fail(s, SMTPD_ERR_NOMEM);
+    return SMTPD_ERR_NOMEM;
+  }
+  s->out = p;
+  s->out_start = 0;
+  s->out_cap = need;
   return 0;
 }
 
@@ -58,6 +63,17 @@ int smtpd_i_append(smtpd_session *s, const void *p, size_t n) {
   s->out_len += n;
   s->out_total += n;
   return 0;
+}
+
+void smtpd_i_out_adopt(smtpd_session *s) {
+  uint8_t *area = smtpd_i_out_first(s);
+  if (s->out_cap || s->out_len > SMTPD_I_OUT_FIRST)
+    return;
+  if (s->out_len)
+    memcpy(area, s->out + s->out_start, s->out_len);
+  s->out = area;
+  s->out_start = 0;
+  s->out_cap = SMTPD_I_OUT_FIRST;
 }
 
 int smtpd_i_reply_n(smtpd_session *s, int code, char sep, const char *enh,
@@ -91,7 +107,17 @@ int smtpd_i_reply_host(smtpd_session *s, int code, const char *enh,
                          hl + 1 + tl, NULL, 0);
 }
 
+/* With nothing queued and no buffer yet (the usual case: the greeting
+ * is the first output) the queue borrows the config's greeting instead of
+ * a copy, so a greeted idle session holds no output buffer. */
 int smtpd_i_greet(smtpd_session *s) {
+  if (!s->out_cap && !s->out_len) {
+    s->out = (uint8_t *)s->cfg->greeting;
+    s->out_start = 0;
+    s->out_len = s->cfg->greeting_len;
+    s->out_total += s->cfg->greeting_len;
+    return 0;
+  }
   return smtpd_i_append(s, s->cfg->greeting, s->cfg->greeting_len);
 }
 

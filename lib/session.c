@@ -27,16 +27,15 @@ size_t smtpd_callbacks_size(unsigned version) {
 int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
                       const smtpd_callbacks *cb, void *user_data) {
   smtpd_session *s;
-  size_t cap;
   if (!out || !cfg)
     return SMTPD_ERR_INVALID_ARGUMENT;
   if (cb && cb->version > SMTPD_CALLBACKS_VERSION)
     return SMTPD_ERR_UNSUPPORTED;
   if (cb && cb->version < 1)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  /* one block: the session and its first output buffer
-   * (smtpd_i_out_inline); small enough for a malloc's fast path */
-  s = smtpd_i_alloc(&cfg->mem, sizeof *s + SMTPD_I_OUT_INLINE);
+  /* the output and command-line buffers come when first needed
+   * (reply.c, input.c): a greeted idle session is this block alone */
+  s = smtpd_i_alloc(&cfg->mem, sizeof *s);
   if (!s)
     return SMTPD_ERR_NOMEM;
   memset(s, 0, sizeof *s);
@@ -49,16 +48,7 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
     s->cb_version = SMTPD_CALLBACKS_VERSION;
   }
   s->ud = user_data;
-  s->out = smtpd_i_out_inline(s);
-  s->out_cap = SMTPD_I_OUT_INLINE;
-  cap = (size_t)cfg->limits[SMTPD_LIMIT_COMMAND_LINE];
-  s->cmdbuf = smtpd_i_alloc(&cfg->mem, cap + 1);
-  if (!s->cmdbuf) {
-    smtpd_i_free(&cfg->mem, s);
-    return SMTPD_ERR_NOMEM;
-  }
-  s->line = s->cmdbuf;
-  s->line_cap = cap;
+  s->line_cap = (size_t)cfg->limits[SMTPD_LIMIT_COMMAND_LINE];
   *out = s;
   return 0;
 }
@@ -71,7 +61,7 @@ void smtpd_session_del(smtpd_session *s) {
   smtpd_i_auth_reset(s);
   smtpd_i_arena_free(s);
   smtpd_i_free(m, s->authbuf);
-  if (s->out != smtpd_i_out_inline(s))
+  if (s->out_cap && s->out != smtpd_i_out_first(s))
     smtpd_i_free(m, s->out);
   smtpd_i_free(m, s->cmdbuf);
   smtpd_i_free(m, s->reply);
