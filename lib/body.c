@@ -15,9 +15,10 @@
  * to on_body as pointers into the caller's buffer; only an unstuffed dot,
  * a normalised bare LF or a CR held across a dot breaks a run.
  *
- * Inside a line the scanner first skips clean text sixteen octets at a
- * time (skip_clean): text where every CR is followed by LF, every LF
- * follows a CR and no LF is followed by a dot needs no state. The state
+ * Inside a line the scanner first skips clean text 64 octets at a time
+ * (skip_clean, with SSE2; skip_clean_avx2 when the CPU has AVX2, as
+ * smtpd_config.body_avx2 records): text where every CR is followed by LF,
+ * every LF follows a CR and no LF is followed by a dot needs no state. The state
  * machine below takes over at the first octet where that does not hold
  * and for the last few octets of the input.
  *
@@ -29,6 +30,13 @@
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+/* AVX2 for the clean-text skip when the compiler can target it per
+ * function and the CPU has it (checked once, at config creation) */
+#if defined(__SSE2__) && defined(__x86_64__) &&                           \
+    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 5))
+#define BODY_AVX2 1
+#include <immintrin.h>
 #endif
 
 #include "internal.h"
@@ -64,11 +72,54 @@ static const uint8_t *skip_clean(const uint8_t *p, const uint8_t *end) {
     p += 16;
   return p;
 }
+
+#if defined(BODY_AVX2)
+/* skip_clean, 64 octets per step with two 32-octet blocks; the last
+ * octets go through the SSE2 loop. */
+__attribute__((target("avx2"))) static const uint8_t *
+skip_clean_avx2(const uint8_t *p, const uint8_t *end) {
+  const __m256i lf = _mm256_set1_epi8('\n'), cr = _mm256_set1_epi8('\r'),
+                dot = _mm256_set1_epi8('.');
+  while (end - p > 64) {
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    const __m256i b0 =
+        _mm256_loadu_si256((const __m256i *)(const void *)(p + 1));
+    const __m256i a1 =
+        _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+    const __m256i b1 =
+        _mm256_loadu_si256((const __m256i *)(const void *)(p + 33));
+    const __m256i bad0 = _mm256_or_si256(
+        _mm256_xor_si256(_mm256_cmpeq_epi8(a0, cr), _mm256_cmpeq_epi8(b0, lf)),
+        _mm256_and_si256(_mm256_cmpeq_epi8(a0, lf),
+                         _mm256_cmpeq_epi8(b0, dot)));
+    const __m256i bad1 = _mm256_or_si256(
+        _mm256_xor_si256(_mm256_cmpeq_epi8(a1, cr), _mm256_cmpeq_epi8(b1, lf)),
+        _mm256_and_si256(_mm256_cmpeq_epi8(a1, lf),
+                         _mm256_cmpeq_epi8(b1, dot)));
+    if (_mm256_movemask_epi8(_mm256_or_si256(bad0, bad1)))
+      break;
+    p += 64;
+  }
+  return skip_clean(p, end);
+}
+
+int smtpd_i_body_avx2_usable(void) {
+  return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+#else
+int smtpd_i_body_avx2_usable(void) {
+  return 0;
+}
+#endif
 #else
 /* No vector unit assumed: the state machine reads every line. */
 static const uint8_t *skip_clean(const uint8_t *p, const uint8_t *end) {
   (void)end;
   return p;
+}
+
+int smtpd_i_body_avx2_usable(void) {
+  return 0;
 }
 #endif
 
@@ -256,7 +307,12 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
     case DS_TEXT: {
       const uint8_t *lf, *lim;
       if (fast && *p != '\n') {
+#if defined(BODY_AVX2)
+        const uint8_t *q =
+            s->cfg->body_avx2 ? skip_clean_avx2(p, end) : skip_clean(p, end);
+#else
         const uint8_t *q = skip_clean(p, end);
+#endif
         if (q != p && *q == '\n') {
           /* q[-1] is its CR: a line ends here */
           p = q + 1;

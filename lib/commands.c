@@ -345,7 +345,7 @@ static void apply_mail(smtpd_session *s, int accepted, int host_reply) {
   (void)host_reply;
   if (accepted) {
     s->transactions++;
-    s->sender = smtpd_i_arena_strdup(s, s->pend.str);
+    s->sender = smtpd_i_arena_memdup(s, s->pend.str, s->pend.len);
     if (!s->sender) {
       smtpd_i_fail(s, SMTPD_ERR_NOMEM);
       return;
@@ -463,6 +463,7 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   m.params = params;
   m.nparams = (size_t)n;
   s->pend.str = path.address;
+  s->pend.len = (unsigned)path.address_len;
   s->smtputf8 = m.smtputf8 ? 1 : 0;
   s->requiretls = m.requiretls ? 1 : 0;
   s->body_type = m.body;
@@ -472,7 +473,7 @@ void smtpd_i_cmd_mail(smtpd_session *s, const smtpd_i_row *row, char *arg) {
 static void apply_rcpt(smtpd_session *s, int accepted, int host_reply) {
   (void)host_reply;
   if (accepted)
-    smtpd_i_add_rcpt(s, s->pend.str);
+    smtpd_i_add_rcpt(s, s->pend.str, s->pend.len);
 }
 
 const smtpd_i_decision smtpd_i_dec_rcpt = {K_RCPT, 0, apply_rcpt, NULL};
@@ -526,6 +527,7 @@ void smtpd_i_cmd_rcpt(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   r.nparams = (size_t)n;
   r.index = s->nrcpts;
   s->pend.str = path.address;
+  s->pend.len = (unsigned)path.address_len;
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_rcpt, &r, s->ud);
 }
 

@@ -148,6 +148,7 @@ int smtpd_config_new(smtpd_config **out, const smtpd_mem *mem) {
   c->timeouts[SMTPD_TIMEOUT_LINE] = 60000;
   c->timeouts[SMTPD_TIMEOUT_MESSAGE] = 1800000;
   c->timeouts[SMTPD_TIMEOUT_TARPIT] = 1000;
+  c->body_avx2 = (unsigned char)smtpd_i_body_avx2_usable();
   c->options[SMTPD_OPT_ENHANCEDSTATUSCODES] = 1;
   c->options[SMTPD_OPT_PIPELINING] = 1;
   c->options[SMTPD_OPT_8BITMIME] = 1;

@@ -59,6 +59,7 @@ struct smtpd_config {
   smtpd_line_ending line_ending;
   smtpd_sync_policy sync;
   smtpd_long_line long_line;
+  unsigned char body_avx2; /* the body scanner may use AVX2 (body.c) */
   char *ehlo_extra[SMTPD_I_MAX_EHLO_EXTRA];
   size_t n_ehlo_extra;
   const smtpd_sasl_backend *sasl; /* &sasl_copy, or NULL */
@@ -221,8 +222,9 @@ struct smtpd_session {
 
   /* pending decision details (pointers into line buffer / arena) */
   struct {
-    char *str;   /* HELO name, MAIL/RCPT address */
+    char *str;    /* HELO name, MAIL/RCPT address */
     int esmtp;
+    unsigned len; /* strlen(str) for an address */
   } pend;
 
   /* BDAT: octets of the current chunk still to read */
@@ -375,9 +377,10 @@ void smtpd_i_tarpit(smtpd_session *s);
 void smtpd_i_protocol_error(smtpd_session *s, int code, const char *enh,
                             const char *text, int with_host);
 void *smtpd_i_arena_alloc(smtpd_session *s, size_t n);
-char *smtpd_i_arena_strdup(smtpd_session *s, const char *str);
+/* A NUL-terminated copy of str[0..n) in the arena. */
+char *smtpd_i_arena_memdup(smtpd_session *s, const char *str, size_t n);
 void smtpd_i_arena_free(smtpd_session *s);
-int smtpd_i_add_rcpt(smtpd_session *s, const char *addr);
+int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len);
 /* copies of the client's address and name (either may be NULL) */
 int smtpd_i_set_client(smtpd_session *s, const char *addr, const char *rdns);
 void smtpd_i_reset_transaction(smtpd_session *s);
@@ -389,6 +392,9 @@ void smtpd_i_apply(smtpd_session *s, const smtpd_i_decision *d,
 void smtpd_i_end_by_host(smtpd_session *s, smtpd_verdict v);
 
 /* ---- body.c ------------------------------------------------------------ */
+/* 1 when this CPU can run the AVX2 body scan (read at config creation;
+ * tests may clear smtpd_config.body_avx2 to exercise the SSE2 one) */
+int smtpd_i_body_avx2_usable(void);
 void smtpd_i_body_begin(smtpd_session *s);
 /* BDAT chunk octets: no dot or line handling; returns how many were taken
  * (all of them, unless the host paused after a part) */

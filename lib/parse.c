@@ -172,11 +172,12 @@ static const char *scan_domain(const char *p, unsigned flags) {
       p += n;
     else
       return NULL;
-    /* runs of LDH octets, between them UTF-8 sequences */
+    /* runs of LDH octets, between them UTF-8 sequences (only an octet
+     * >= 0x80 can start one) */
     for (;;) {
       while (IS(*p, C_LDH))
         p++;
-      if ((n = u8len(p, flags)) == 0)
+      if (!((unsigned char)*p & 0x80u) || (n = u8len(p, flags)) == 0)
         break;
       p += n;
     }
@@ -343,12 +344,11 @@ static const char *scan_local(const char *p, unsigned flags) {
     const char *atom = p;
 
     for (;;) {
-      if (IS(*p, C_ATEXT))
+      while (IS(*p, C_ATEXT))
         p++;
-      else if ((n = u8len(p, flags)) != 0)
-        p += n;
-      else
+      if (!((unsigned char)*p & 0x80u) || (n = u8len(p, flags)) == 0)
         break;
+      p += n;
     }
     if (p == atom)
       return NULL; /* empty atom: leading, trailing or doubled dot */
@@ -401,6 +401,7 @@ smtpd_i_path_status smtpd_i_parse_path(char *s, unsigned flags,
     scratch[0] = '\0';
     scratch[1] = '\0';
     out->address = gt;
+    out->address_len = 0;
     out->local = scratch;
     out->domain = scratch + 1;
     *rest = gt + 1;
@@ -414,6 +415,7 @@ smtpd_i_path_status smtpd_i_parse_path(char *s, unsigned flags,
     memcpy(scratch, "Postmaster", 11);
     scratch[11] = '\0';
     out->address = s + 1;
+    out->address_len = 10;
     out->local = scratch;
     out->domain = scratch + 11;
     *rest = gt + 1;
@@ -454,17 +456,17 @@ smtpd_i_path_status smtpd_i_parse_path(char *s, unsigned flags,
   if ((size_t)(end - s) + 1 > SMTPD_I_MAX_PATH)
     return SMTPD_I_PATH_TOO_LONG;
 
-  /* llen + dlen <= 256 - 3, so both copies fit in SMTPD_I_PATH_SCRATCH */
+  /* llen <= 64: the local part fits in SMTPD_I_PATH_SCRATCH; the domain
+   * stays in s, ended by the NUL that replaces '>' */
   memcpy(scratch, addr, llen);
   scratch[llen] = '\0';
-  memcpy(scratch + llen + 1, dom, dlen);
-  scratch[llen + 1 + dlen] = '\0';
 
   gt = s + (end - s);
   *gt = '\0';
   out->address = s + (addr - s);
+  out->address_len = (size_t)(end - addr);
   out->local = scratch;
-  out->domain = scratch + llen + 1;
+  out->domain = s + (dom - s);
   *rest = gt + 1;
   return SMTPD_I_PATH_OK;
 }
@@ -530,13 +532,12 @@ int smtpd_i_parse_u64(const char *s, uint64_t *out) {
   uint64_t v = 0;
   size_t i;
 
+  /* up to 19 digits cannot overflow; only the 20th needs the check */
   for (i = 0; s[i] != '\0'; i++) {
-    unsigned d;
-
-    if (i >= 20 || !IS(s[i], C_DIGIT))
+    unsigned d = (unsigned)(unsigned char)s[i] - '0';
+    if (d > 9 || i >= 20)
       return -1;
-    d = (unsigned)(s[i] - '0');
-    if (v > (UINT64_MAX - d) / 10u)
+    if (i == 19 && v > (UINT64_MAX - d) / 10u)
       return -1;
     v = v * 10u + d;
   }

@@ -38,8 +38,9 @@ typedef enum smtpd_i_path_status {
 typedef struct smtpd_i_path {
   char *address;   /* NUL-terminated: "" (null path), "Postmaster",
                       or local@domain; the source route is dropped */
+  size_t address_len; /* strlen(address) */
   char *local;     /* local part as sent (quotes kept), in scratch */
-  char *domain;    /* in scratch; "" when none */
+  char *domain;    /* the end of address, or "" in scratch when none */
 } smtpd_i_path;
 
 /* Flags for smtpd_i_parse_path. */

@@ -226,10 +226,24 @@ static int valid_enh(const char *e, int cls) {
   return *e == '\0';
 }
 
+/* The length of a reply text line, or SIZE_MAX when it holds an octet
+ * outside 0x20..0x7e or is longer than 500 octets: one pass, no strlen. */
+static size_t reply_text_len(const char *t) {
+  size_t n = 0;
+  unsigned char c;
+  while ((c = (unsigned char)t[n]) != '\0') {
+    if (c < 0x20 || c > 0x7e || n == 500)
+      return SIZE_MAX;
+    n++;
+  }
+  return n;
+}
+
 int smtpd_session_set_reply_lines(smtpd_session *s, int code, const char *enh,
                                   const char *const *lines, size_t nlines) {
   const smtpd_i_decision *d;
-  size_t i, total = 0;
+  size_t i, total = 0, el = 0, w = 0;
+  size_t len[32];
   char *buf;
   static const char *const none[1] = {NULL};
   if (!s)
@@ -253,20 +267,19 @@ int smtpd_session_set_reply_lines(smtpd_session *s, int code, const char *enh,
   }
   if (nlines > 32)
     return SMTPD_ERR_INVALID_ARGUMENT;
-  for (i = 0; i < nlines; i++) {
-    const char *t = lines[i] ? lines[i] : "";
-    size_t n = strlen(t), k;
-    if (n > 500)
-      return SMTPD_ERR_INVALID_ARGUMENT;
-    for (k = 0; k < n; k++)
-      if ((unsigned char)t[k] < 0x20 || (unsigned char)t[k] > 0x7e)
-        return SMTPD_ERR_INVALID_ARGUMENT;
-    total += 4 + (enh ? strlen(enh) + 1 : 0) + n + 2;
-  }
-  if (!enh && code / 100 != 3) {
+  if (!enh && code / 100 != 3)
     enh = code / 100 == 2 ? "2.0.0" : code / 100 == 4 ? "4.0.0" : "5.0.0";
-    total += nlines * 6;
+  if (enh)
+    el = strlen(enh);
+  /* the size limit counts the enhanced code even when it is not sent */
+  for (i = 0; i < nlines; i++) {
+    len[i] = lines[i] ? reply_text_len(lines[i]) : 0;
+    if (len[i] == SIZE_MAX)
+      return SMTPD_ERR_INVALID_ARGUMENT;
+    total += smtpd_i_line_size(el, len[i], 0);
   }
+  if (!s->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES])
+    el = 0;
   if (total > SMTPD_I_REPLY_MAX)
     return SMTPD_ERR_INVALID_ARGUMENT;
   buf = s->reply;
@@ -276,17 +289,10 @@ int smtpd_session_set_reply_lines(smtpd_session *s, int code, const char *enh,
       return SMTPD_ERR_NOMEM;
     s->reply = buf;
   }
-  {
-    size_t w = 0, el = enh && s->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES]
-                            ? strlen(enh)
-                            : 0;
-    for (i = 0; i < nlines; i++) {
-      const char *t = lines[i] ? lines[i] : "";
-      w += smtpd_i_format_line(buf + w, code, i + 1 < nlines ? '-' : ' ', enh,
-                               el, t, strlen(t), NULL, 0);
-    }
-    s->reply_len = w;
-  }
+  for (i = 0; i < nlines; i++)
+    w += smtpd_i_format_line(buf + w, code, i + 1 < nlines ? '-' : ' ', enh,
+                             el, lines[i], len[i], NULL, 0);
+  s->reply_len = w;
   s->reply_code = code;
   s->reply_set = 1;
   return 0;

@@ -35,11 +35,12 @@ void *smtpd_i_arena_alloc(smtpd_session *s, size_t n) {
   return (char *)(c + 1) + c->used - n;
 }
 
-char *smtpd_i_arena_strdup(smtpd_session *s, const char *str) {
-  size_t n = strlen(str) + 1;
-  char *d = smtpd_i_arena_alloc(s, n);
-  if (d)
+char *smtpd_i_arena_memdup(smtpd_session *s, const char *str, size_t n) {
+  char *d = smtpd_i_arena_alloc(s, n + 1);
+  if (d) {
     memcpy(d, str, n);
+    d[n] = '\0';
+  }
   return d;
 }
 
@@ -62,7 +63,7 @@ void smtpd_i_arena_free(smtpd_session *s) {
   s->arena = NULL;
 }
 
-int smtpd_i_add_rcpt(smtpd_session *s, const char *addr) {
+int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
   char *d;
   if (s->nrcpts == s->rcpts_cap) {
     /* the list lives in the arena too: a longer one is a new copy, the
@@ -76,7 +77,7 @@ int smtpd_i_add_rcpt(smtpd_session *s, const char *addr) {
     s->rcpts = p;
     s->rcpts_cap = cap;
   }
-  d = smtpd_i_arena_strdup(s, addr);
+  d = smtpd_i_arena_memdup(s, addr, len);
   if (!d)
     goto nomem;
   s->rcpts[s->nrcpts++] = d;

@@ -83,7 +83,7 @@ static void run_path(const char *in, size_t n, unsigned flags,
   char *copy = xdup(in, n);
   char *scratch = malloc(SMTPD_I_PATH_SCRATCH);
   char sentinel[1];
-  smtpd_i_path out = {sentinel, sentinel, sentinel};
+  smtpd_i_path out = {sentinel, 0, sentinel, sentinel};
   char *rest = sentinel;
 
   ck_assert_ptr_nonnull(scratch);
@@ -100,16 +100,21 @@ static void run_path(const char *in, size_t n, unsigned flags,
   } else {
     size_t alen;
 
-    /* address lives in s, local/domain in scratch, rest just after '>' */
+    /* address lives in s, local in scratch, domain at the end of the
+     * address (or "" in scratch), rest just after '>' */
     ck_assert(out.address > s && out.address < s + n);
     alen = strlen(out.address);
+    ck_assert_uint_eq(out.address_len, alen);
     ck_assert_ptr_eq(rest, out.address + alen + 1);
     ck_assert(rest <= s + n);
     ck_assert_int_eq(copy[rest - s - 1], '>');
     ck_assert_str_eq(rest, copy + (rest - s));
     ck_assert(out.local >= scratch && out.local < scratch + SMTPD_I_PATH_SCRATCH);
-    ck_assert(out.domain >= scratch &&
-              out.domain < scratch + SMTPD_I_PATH_SCRATCH);
+    if (out.domain[0] != '\0')
+      ck_assert_ptr_eq(out.domain, out.address + alen - strlen(out.domain));
+    else
+      ck_assert(out.domain >= scratch &&
+                out.domain < scratch + SMTPD_I_PATH_SCRATCH);
     ck_assert_uint_le(strlen(out.local), SMTPD_I_MAX_LOCAL);
     ck_assert_uint_le(strlen(out.domain), SMTPD_I_MAX_DOMAIN);
     ck_assert_uint_le((size_t)(rest - s), SMTPD_I_MAX_PATH);
