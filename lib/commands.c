@@ -21,7 +21,10 @@ static char *skip_spaces(char *p) {
 }
 
 static void trim_right(char *p) {
-  size_t n = strlen(p);
+  size_t n;
+  if (!*p)
+    return;
+  n = strlen(p);
   while (n && p[n - 1] == ' ')
     p[--n] = '\0';
 }
@@ -186,14 +189,22 @@ static int has_8bit(const char *p) {
   return 0;
 }
 
-/* "FROM:" / "TO:" then optional spaces; returns the path start or NULL. */
-static char *after_keyword(char *arg, const char *kw, size_t kwlen) {
+/* "FROM:" / "TO:" then optional spaces; returns the path start or NULL.
+ * Clearing bit 5 upper-cases a letter and turns no other octet into an
+ * upper-case letter, so each letter is one compare. */
+static char *after_keyword(char *arg, int mail) {
+  const unsigned char *a = (const unsigned char *)arg + 1;
   if (*arg != ' ')
     return NULL;
-  arg++;
-  if (!smtpd_i_ieq(arg, kw, kwlen))
+  if (mail) {
+    if ((a[0] & 0xDFu) != 'F' || (a[1] & 0xDFu) != 'R' ||
+        (a[2] & 0xDFu) != 'O' || (a[3] & 0xDFu) != 'M' || a[4] != ':')
+      return NULL;
+    return skip_spaces(arg + 6);
+  }
+  if ((a[0] & 0xDFu) != 'T' || (a[1] & 0xDFu) != 'O' || a[2] != ':')
     return NULL;
-  return skip_spaces(arg + kwlen);
+  return skip_spaces(arg + 4);
 }
 
 /* Parse "<path> [params]" after FROM:/TO:. Returns the parameter count,
@@ -201,7 +212,7 @@ static char *after_keyword(char *arg, const char *kw, size_t kwlen) {
 static int path_and_params(smtpd_session *s, char *arg, int mail,
                            unsigned flags, char *scratch, smtpd_i_path *path,
                            smtpd_param *params) {
-  char *p = after_keyword(arg, mail ? "FROM:" : "TO:", mail ? 5 : 3), *rest;
+  char *p = after_keyword(arg, mail), *rest;
   smtpd_i_path_status st;
   int n;
   if (!p) {

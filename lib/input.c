@@ -21,28 +21,25 @@
 #define LINE_HIGH 4u /* an octet >= 0x80 (then UTF-8 is checked) */
 
 #if defined(__SSE2__)
-static unsigned block_flags(__m128i v) {
-  unsigned f = 0;
-  if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())))
-    f |= LINE_NUL;
-  if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))))
-    f |= LINE_CR;
-  if (_mm_movemask_epi8(v))
-    f |= LINE_HIGH;
-  return f;
-}
-
 /* LINE_* of p[0..n), sixteen octets at a time; the last block overlaps
- * the one before it, a short line is padded with spaces. */
+ * the one before it. p is a line buffer: its first 16 octets are always
+ * readable and defined (see line_scan), so a short line is one block
+ * with the octets past n masked off. */
 static unsigned line_flags(const char *p, size_t n) {
   __m128i acc = _mm_setzero_si128(), nul = _mm_setzero_si128();
   const __m128i cr = _mm_set1_epi8('\r'), zero = _mm_setzero_si128();
   size_t i;
   if (n < 16) {
-    char pad[16];
-    memset(pad, ' ', sizeof pad);
-    memcpy(pad, p, n);
-    return block_flags(_mm_loadu_si128((const __m128i *)(const void *)pad));
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    const unsigned live = (1u << n) - 1u;
+    unsigned f = 0;
+    if ((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) & live)
+      f |= LINE_NUL;
+    if ((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, cr)) & live)
+      f |= LINE_CR;
+    if ((unsigned)_mm_movemask_epi8(v) & live)
+      f |= LINE_HIGH;
+    return f;
   }
   for (i = 0;; i += 16) {
     __m128i v;
@@ -207,6 +204,8 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
         smtpd_i_fail(s, SMTPD_ERR_NOMEM);
         return end;
       }
+      /* line_flags reads the first 16 octets of a short line whole */
+      memset(s->cmdbuf, 0, 16);
       smtpd_i_out_adopt(s);
     }
     s->line = s->cmdbuf;

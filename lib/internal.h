@@ -317,7 +317,18 @@ static inline size_t smtpd_i_format_line(char *dst, int code, char sep,
   return (size_t)(w + 2 - dst);
 }
 void smtpd_i_fail(smtpd_session *s, int err);
-int smtpd_i_append(smtpd_session *s, const void *p, size_t n);
+int smtpd_i_append_grow(smtpd_session *s, const void *p, size_t n);
+/* Queue n octets of output. Inline for the usual case, room in the
+ * buffer: every reply goes through here. */
+static inline int smtpd_i_append(smtpd_session *s, const void *p, size_t n) {
+  if (n && s->out_start + s->out_len + n <= s->out_cap) {
+    memcpy(s->out + s->out_start + s->out_len, p, n);
+    s->out_len += n;
+    s->out_total += n;
+    return 0;
+  }
+  return smtpd_i_append_grow(s, p, n);
+}
 /* use smtpd_i_out_first(s) as the output buffer, if there is none yet */
 void smtpd_i_out_adopt(smtpd_session *s);
 /* smtpd_i_reply is a macro so that strlen of literal texts folds at the
@@ -364,7 +375,16 @@ static inline const smtpd_i_dreply *smtpd_i_default_reply(smtpd_i_kind kind,
                                  : v == SMTPD_REJECT ? 1
                                                      : 2];
 }
-int smtpd_i_write_dreply(smtpd_session *s, const smtpd_i_dreply *d);
+int smtpd_i_write_dreply_other(smtpd_session *s, const smtpd_i_dreply *d);
+/* Queue default reply d: a ready-made line for most of them. */
+static inline int smtpd_i_write_dreply(smtpd_session *s,
+                                       const smtpd_i_dreply *d) {
+  if (d->tlen && !d->with_host)
+    return s->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES]
+               ? smtpd_i_append(s, d->line, d->line_len)
+               : smtpd_i_append(s, d->plain, d->plain_len);
+  return smtpd_i_write_dreply_other(s, d);
+}
 
 /* ---- state.c ----------------------------------------------------------- */
 void smtpd_i_notice(smtpd_session *s, smtpd_notice_type type, int code,

@@ -499,9 +499,10 @@ int smtpd_i_parse_params(char *s, smtpd_param *out, size_t max, int utf8) {
       for (;;) {
         size_t k;
 
-        if (IS(*s, C_VALUE))
+        while (IS(*s, C_VALUE))
           s++;
-        else if (utf8 && (k = utf8_seq((unsigned char *)s, SIZE_MAX)) != 0)
+        if (utf8 && ((unsigned char)*s & 0x80u) &&
+            (k = utf8_seq((unsigned char *)s, SIZE_MAX)) != 0)
           s += k;
         else
           break;

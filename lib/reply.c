@@ -54,7 +54,7 @@ static int out_reserve(smtpd_session *s, size_t n) {
   return 0;
 }
 
-int smtpd_i_append(smtpd_session *s, const void *p, size_t n) {
+int smtpd_i_append_grow(smtpd_session *s, const void *p, size_t n) {
   if (n == 0)
     return 0;
   if (out_reserve(s, n))
@@ -204,12 +204,7 @@ const smtpd_i_dreply smtpd_i_defaults[K_COUNT_][3] = {
 const smtpd_i_dreply smtpd_i_host_close =
     DR(421, "4.3.2", "Service shutting down", 1);
 
-int smtpd_i_write_dreply(smtpd_session *s, const smtpd_i_dreply *d) {
-  if (d->tlen && !d->with_host) {
-    if (s->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES])
-      return smtpd_i_append(s, d->line, d->line_len);
-    return smtpd_i_append(s, d->plain, d->plain_len);
-  }
+int smtpd_i_write_dreply_other(smtpd_session *s, const smtpd_i_dreply *d) {
   if (!d->tlen && d->code == 220)
     return smtpd_i_greet(s);
   if (!d->tlen) {
