@@ -60,9 +60,8 @@ static int store_helo(smtpd_session *s, const char *name, int esmtp) {
     s->helo = p;
     s->helo_cap = 2 * n;
   }
-  memcpy(s->helo, name, n);
   s->helo_safe = s->helo + n;
-  smtpd_neuter(s->helo_safe, n, name);
+  smtpd_i_copy_neutered(s->helo, s->helo_safe, name, n);
   s->esmtp = esmtp ? 1 : 0;
   s->helo_seen = 1;
   return 0;
@@ -719,7 +718,7 @@ void smtpd_i_cmd_quit(smtpd_session *s, const smtpd_i_row *row, char *arg) {
   (void)arg;
   if (s->cb.on_quit && s->state != ST_REJECTED)
     s->cb.on_quit(s, s->ud);
-  smtpd_i_reply(s, 221, "2.0.0", "Bye");
+  smtpd_i_reply_lit(s, "221", "2.0.0", "Bye");
   smtpd_i_close(s, SMTPD_CLOSE_QUIT);
 }
 

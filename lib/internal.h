@@ -272,6 +272,9 @@ void *smtpd_i_calloc(const smtpd_mem *m, size_t n, size_t size);
 void *smtpd_i_realloc(const smtpd_mem *m, void *p, size_t n);
 void smtpd_i_free(const smtpd_mem *m, void *p);
 char *smtpd_i_strdup(const smtpd_mem *m, const char *s);
+/* src[0..n) (its NUL included) into both dst as it is and safe
+ * neutered, in one pass */
+void smtpd_i_copy_neutered(char *dst, char *safe, const char *src, size_t n);
 const smtpd_mem *smtpd_i_default_mem(void);
 /* a[0..n) equals upper[0..n) ignoring the case of ASCII letters in a. */
 static inline int smtpd_i_ieq(const char *a, const char *upper, size_t n) {
@@ -339,6 +342,15 @@ int smtpd_i_reply_n(smtpd_session *s, int code, char sep, const char *enh,
 static inline size_t smtpd_i_slen(const char *p) {
   return p ? strlen(p) : 0;
 }
+/* A reply whose code, enhanced code and text are string literals: the
+ * whole line is built by the compiler, with and without the enhanced
+ * code, and only copied. */
+#define smtpd_i_reply_lit(s, code, enh, text)                               \
+  ((s)->cfg->options[SMTPD_OPT_ENHANCEDSTATUSCODES]                          \
+       ? smtpd_i_append((s), code " " enh " " text "\r\n",                   \
+                        sizeof(code " " enh " " text "\r\n") - 1)            \
+       : smtpd_i_append((s), code " " text "\r\n",                           \
+                        sizeof(code " " text "\r\n") - 1))
 #define smtpd_i_reply(s, code, enh, text)                                   \
   smtpd_i_reply_n((s), (code), ' ', (enh), smtpd_i_slen(enh), (text),      \
                   strlen(text), NULL, 0)

@@ -112,3 +112,14 @@ size_t smtpd_neuter(char *dst, size_t cap, const char *src) {
   dst[m] = '\0';
   return n;
 }
+
+void smtpd_i_copy_neutered(char *dst, char *safe, const char *src,
+                           size_t n) {
+  size_t i;
+  for (i = 0; i + 1 < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    dst[i] = (char)c;
+    safe[i] = (char)neuter_map[c];
+  }
+  dst[i] = safe[i] = '\0';
+}
