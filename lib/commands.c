@@ -52,13 +52,24 @@ void smtpd_i_connect(smtpd_session *s) {
 static int store_helo(smtpd_session *s, const char *name, int esmtp) {
   size_t n = strlen(name) + 1;
   if (s->helo_cap < 2 * n) {
-    char *p = smtpd_i_realloc(&s->cfg->mem, s->helo, 2 * n);
+    /* the area after the command buffer while both copies fit, then a
+     * buffer of its own (the old contents are not kept) */
+    char *first = smtpd_i_helo_first(s), *p;
+    size_t cap = 2 * n;
+    if (first && cap <= SMTPD_I_HELO_FIRST && !s->helo) {
+      p = first;
+      cap = SMTPD_I_HELO_FIRST;
+    } else if (!s->helo || s->helo == first) {
+      p = smtpd_i_alloc(&s->cfg->mem, cap);
+    } else {
+      p = smtpd_i_realloc(&s->cfg->mem, s->helo, cap);
+    }
     if (!p) {
       smtpd_i_fail(s, SMTPD_ERR_NOMEM);
       return SMTPD_ERR_NOMEM;
     }
     s->helo = p;
-    s->helo_cap = 2 * n;
+    s->helo_cap = cap;
   }
   s->helo_safe = s->helo + n;
   smtpd_i_copy_neutered(s->helo, s->helo_safe, name, n);
@@ -77,7 +88,7 @@ static void ehlo_reply(smtpd_session *s) {
   if (c->sasl && !s->auth_user)
     smtpd_i_auth_advertise(s);
   smtpd_i_append(s, c->ehlo_post, c->ehlo_post_len);
-  if (s->broken)
+  if (s->broken || c->ehlo_post_len) /* ehlo_post ends in the final line */
     return;
   /* the last line written becomes the final one: '-' -> ' ' */
   {

@@ -105,6 +105,13 @@ int smtpd_i_config_rebuild(smtpd_config *c) {
     smtpd_i_free(m, post);
     return rv;
   }
+  if (ql) {
+    /* the last line of the reply: '-' -> ' ' once, here, not per EHLO */
+    size_t b = ql - 2;
+    while (b > 0 && post[b - 1] != '\n')
+      b--;
+    post[b + 3] = ' ';
+  }
   smtpd_i_free(m, c->ehlo_pre);
   smtpd_i_free(m, c->ehlo_post);
   c->ehlo_pre = pre;

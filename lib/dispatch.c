@@ -17,8 +17,9 @@
 #define BA SMTPD_CMD_BEFORE_AUTH
 #define EG SMTPD_CMD_ENDS_GROUP
 
-/* core_row() finds MAIL, RCPT, DATA, EHLO, HELO by their first letter
- * and searches the rest: keep these five first, in this order. */
+/* core_row() finds MAIL, RCPT, DATA, EHLO, HELO and QUIT by their first
+ * letter and searches the rest: keep the first five first, in this
+ * order, and QUIT eighth. */
 static const smtpd_i_row table[] = {
     ROW("MAIL", SMTPD_CMD_NEEDS_HELO | SMTPD_CMD_NO_MAIL, smtpd_i_cmd_mail,
         &smtpd_i_dec_mail, "Error: nested MAIL command"),
@@ -156,7 +157,7 @@ static const smtpd_i_row *find_row(const smtpd_i_row *r,
   return NULL;
 }
 
-/* The five most frequent rows by the upper-cased first letter of their
+/* The six most frequent rows by the upper-cased first letter of their
  * verb, then the rest. */
 static const smtpd_i_row *core_row(const char *line, size_t vl) {
   const smtpd_i_row *r = NULL;
@@ -168,6 +169,7 @@ static const smtpd_i_row *core_row(const char *line, size_t vl) {
   case 'D': r = find_row(&table[2], &table[3], line, vl); break;
   case 'E': r = find_row(&table[3], &table[4], line, vl); break;
   case 'H': r = find_row(&table[4], &table[5], line, vl); break;
+  case 'Q': r = find_row(&table[7], &table[8], line, vl); break;
   default: break;
   }
   return r ? r

@@ -199,7 +199,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
     if (!s->cmdbuf) {
       s->cmdbuf = smtpd_i_alloc(
           &s->cfg->mem, (size_t)s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1 +
-                            SMTPD_I_OUT_FIRST);
+                            SMTPD_I_OUT_FIRST + SMTPD_I_HELO_FIRST);
       if (!s->cmdbuf) {
         smtpd_i_fail(s, SMTPD_ERR_NOMEM);
         return end;

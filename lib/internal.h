@@ -71,7 +71,7 @@ struct smtpd_config {
   /* EHLO reply pieces rebuilt by every setter: the lines before
    * STARTTLS/AUTH ("250-host" ... "250-VRFY") and after them, each line
    * ending CRLF and using '-' */
-  char *ehlo_pre, *ehlo_post;
+  char *ehlo_pre, *ehlo_post; /* ehlo_post, if any, ends in "250 " */
   size_t ehlo_pre_len, ehlo_post_len;
   char *greeting; /* "220 <hostname> <banner>" CRLF */
   size_t greeting_len;
@@ -259,11 +259,17 @@ struct smtpd_session {
 
 /* The command-line buffer (allocated with the first command octet,
  * input.c) is followed by SMTPD_I_OUT_FIRST octets that become the output
- * buffer if the queue has none of its own by then (smtpd_i_out_adopt). */
+ * buffer if the queue has none of its own by then (smtpd_i_out_adopt),
+ * then SMTPD_I_HELO_FIRST octets for a HELO name and its neutered copy
+ * when both fit (commands.c). */
+#define SMTPD_I_HELO_FIRST 128u
 static inline uint8_t *smtpd_i_out_first(const smtpd_session *s) {
   return s->cmdbuf ? (uint8_t *)s->cmdbuf +
                          s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1
                    : NULL;
+}
+static inline char *smtpd_i_helo_first(const smtpd_session *s) {
+  return s->cmdbuf ? (char *)smtpd_i_out_first(s) + SMTPD_I_OUT_FIRST : NULL;
 }
 
 /* ---- util.c ------------------------------------------------------------ */
@@ -274,7 +280,8 @@ void smtpd_i_free(const smtpd_mem *m, void *p);
 char *smtpd_i_strdup(const smtpd_mem *m, const char *s);
 /* src[0..n) (its NUL included) into both dst as it is and safe
  * neutered, in one pass */
-void smtpd_i_copy_neutered(char *dst, char *safe, const char *src, size_t n);
+void smtpd_i_copy_neutered(char *restrict dst, char *restrict safe,
+                           const char *restrict src, size_t n);
 const smtpd_mem *smtpd_i_default_mem(void);
 /* a[0..n) equals upper[0..n) ignoring the case of ASCII letters in a. */
 static inline int smtpd_i_ieq(const char *a, const char *upper, size_t n) {

@@ -65,7 +65,8 @@ void smtpd_session_del(smtpd_session *s) {
     smtpd_i_free(m, s->out);
   smtpd_i_free(m, s->cmdbuf);
   smtpd_i_free(m, s->reply);
-  smtpd_i_free(m, s->helo);
+  if (s->helo != smtpd_i_helo_first(s))
+    smtpd_i_free(m, s->helo);
   smtpd_i_free(m, s->scratch);
   smtpd_i_free(m, s->proxybuf);
   smtpd_i_free(m, s->client_addr);

@@ -113,7 +113,8 @@ size_t smtpd_neuter(char *dst, size_t cap, const char *src) {
   return n;
 }
 
-void smtpd_i_copy_neutered(char *dst, char *safe, const char *src,
+void smtpd_i_copy_neutered(char *restrict dst, char *restrict safe,
+                           const char *restrict src,
                            size_t n) {
   size_t i;
   for (i = 0; i + 1 < n; i++) {
