@@ -362,6 +362,49 @@ START_TEST(test_host_replies) {
 }
 END_TEST
 
+/* A HELO name and its neutered copy live after the command buffer while
+ * both fit in 128 octets (names up to 63), in a buffer of their own
+ * beyond: every transition keeps the right name, neuters it, and leaks
+ * nothing. */
+START_TEST(test_helo_storage) {
+  static const size_t lens[] = {1, 63, 64, 10, 200, 63, 300, 2, 64, 63};
+  memstat st;
+  smtpd_mem m;
+  smtpd_config *c;
+  smtpd_callbacks cb = callbacks();
+  smtpd_session *s;
+  host h;
+  size_t i, k;
+  memset(&st, 0, sizeof st);
+  m = make_mem(&st);
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(smtpd_config_new(&c, &m), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  drain(s, &h); /* the greeting */
+  for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    char line[400], name[320], safe[320];
+    for (k = 0; k < lens[i]; k++)
+      name[k] = (char)(k % 7 == 3 ? '<' : 'a' + (k + i) % 26);
+    name[lens[i]] = '\0';
+    memcpy(safe, name, lens[i] + 1);
+    for (k = 0; k < lens[i]; k++)
+      if (safe[k] == '<')
+        safe[k] = '?';
+    snprintf(line, sizeof line, "%s %s\r\n", i % 2 ? "HELO" : "EHLO", name);
+    h.outlen = 0;
+    ck_assert_int_eq(converse(s, &h, line, 0), 0);
+    h.out[h.outlen] = '\0';
+    ck_assert_msg(!strncmp(h.out, "250", 3), "%zu: %s", lens[i], h.out);
+    ck_assert_str_eq(smtpd_session_helo(s), name);
+    ck_assert_str_eq(smtpd_session_helo_safe(s), safe);
+  }
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  ck_assert_uint_eq(st.live, 0);
+}
+END_TEST
+
 /* A client that never reads: the session stops taking input once its
  * queued output passes SMTPD_LIMIT_OUTPUT, and memory stays bounded. */
 START_TEST(test_output_backpressure) {
@@ -707,6 +750,7 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_body_refusal_split_invariance);
   tcase_add_test(tc, test_no_allocation_steady_state);
   tcase_add_test(tc, test_idle_memory);
+  tcase_add_test(tc, test_helo_storage);
   tcase_add_test(tc, test_failing_allocator);
   tcase_add_test(tc, test_api_errors);
   suite_add_tcase(s, tc);
