@@ -27,6 +27,8 @@ struct def_addr {
 struct def_table {
   def_addr *buckets[NBUCKETS];
   size_t count;
+  size_t idle;       /* entries without connections: what def_sweep may
+                        free (none: it has nothing to look at) */
   unsigned limit;
   uint64_t window;
   unsigned sweep_at; /* next bucket def_sweep looks at */
@@ -82,6 +84,7 @@ static def_addr *lookup(def_table *t, const char *addr, int create) {
   a->next = t->buckets[h];
   t->buckets[h] = a;
   t->count++;
+  t->idle++;
   return a;
 }
 
@@ -90,7 +93,9 @@ def_addr *def_conn_open(def_table *t, const char *addr, unsigned long *count) {
   *count = 0;
   if (a == NULL)
     return NULL;
-  *count = ++a->conns;
+  if (a->conns++ == 0)
+    t->idle--;
+  *count = a->conns;
   return a;
 }
 
@@ -99,9 +104,8 @@ const char *def_addr_text(const def_addr *a) {
 }
 
 void def_conn_close(def_table *t, def_addr *a) {
-  (void)t;
-  if (a && a->conns > 0)
-    a->conns--;
+  if (a && a->conns > 0 && --a->conns == 0)
+    t->idle++;
 }
 
 /* the failures of a inside the window ending at now */
@@ -132,7 +136,10 @@ void def_auth_failed(def_table *t, def_addr *a, uint64_t now) {
 }
 
 void def_sweep(def_table *t, uint64_t now) {
-  /* a slice of the buckets per call: the loop's tick stays cheap */
+  /* a slice of the buckets per call: the loop's tick stays cheap; and
+   * none while every address known has a connection */
+  if (t->idle == 0)
+    return;
   for (unsigned k = 0; k < NBUCKETS / 16; k++) {
     def_addr **pp = &t->buckets[t->sweep_at];
     t->sweep_at = (t->sweep_at + 1) % NBUCKETS;
@@ -142,6 +149,7 @@ void def_sweep(def_table *t, uint64_t now) {
         *pp = a->next;
         entry_free(a);
         t->count--;
+        t->idle--;
       } else {
         pp = &a->next;
       }

@@ -29,7 +29,11 @@ struct deliverer {
   int stop;
   int rfd, wfd;             /* wake-up pipe: a byte when done filled */
   deliver_stats st;         /* summed at the end of every batch */
+  deliver_job *spare;       /* the loop's alone: freed jobs for reuse */
+  int nspare;
 };
+
+#define SPARE_JOBS_MAX 64
 
 /* Every job of the batch: its file durable and in new/, then one fsync
  * of new/ for all the renames. A failed directory fsync fails every job
@@ -130,8 +134,15 @@ int deliver_new(deliverer **out, maildir *md, int nthreads,
   return 0;
 }
 
-void deliver_job_free(deliver_job *j) {
-  free(j);
+void deliver_job_free(deliverer *d, deliver_job *j) {
+  maildir_recycle(d->md, &j->msg);
+  if (d->nspare < SPARE_JOBS_MAX) {
+    j->next = d->spare;
+    d->spare = j;
+    d->nspare++;
+  } else {
+    free(j);
+  }
 }
 
 void deliver_del(deliverer *d, deliver_stats *st) {
@@ -147,7 +158,11 @@ void deliver_del(deliverer *d, deliver_stats *st) {
     *st = d->st;
   for (deliver_job *j = d->done, *next; j; j = next) {
     next = j->next;
-    deliver_job_free(j);
+    deliver_job_free(d, j);
+  }
+  for (deliver_job *j = d->spare, *next; j; j = next) {
+    next = j->next;
+    free(j);
   }
   pthread_cond_destroy(&d->cv);
   pthread_mutex_destroy(&d->mu);
@@ -161,11 +176,16 @@ int deliver_fd(const deliverer *d) {
 }
 
 deliver_job *deliver_submit(deliverer *d, maildir_msg *m, void *owner) {
-  deliver_job *j = calloc(1, sizeof *j);
-  if (j == NULL) {
+  deliver_job *j = d->spare;
+  if (j != NULL) {
+    d->spare = j->next;
+    d->nspare--;
+  } else if ((j = malloc(sizeof *j)) == NULL) {
     maildir_abort(d->md, m);
     return NULL;
   }
+  j->next = NULL;
+  j->rc = j->err = 0;
   j->msg = *m;  /* the fd and the buffer are the job's now */
   m->fd = -1;
   m->buf = NULL;
@@ -181,7 +201,8 @@ deliver_job *deliver_submit(deliverer *d, maildir_msg *m, void *owner) {
 
 deliver_job *deliver_take(deliverer *d) {
   char b[64];
-  while (read(d->rfd, b, sizeof b) > 0)
+  /* a short read found the pipe empty: no second read to hear EAGAIN */
+  while (read(d->rfd, b, sizeof b) == (ssize_t)sizeof b)
     ;
   pthread_mutex_lock(&d->mu);
   deliver_job *list = d->done;

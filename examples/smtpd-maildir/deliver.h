@@ -10,7 +10,9 @@
  *                               open) to the worker; the loop pauses the
  *                               session meanwhile
  *   deliver_take                the finished jobs, in a list
- *   deliver_job_free            after the loop has answered one
+ *   deliver_job_free            after the loop has answered one (the
+ *                               job and its message's buffer are kept
+ *                               for the next: no malloc per message)
  *
  * The worker takes every job queued at that moment as one batch: for
  * each, the rest of its buffer is written, the file fsynced, closed and
@@ -69,6 +71,8 @@ deliver_job *deliver_submit(deliverer *d, maildir_msg *m, void *owner);
 /* deliver_take - every finished job (linked by next), or NULL. Empties
  * the wake-up pipe first, so a job finished later wakes the loop again. */
 deliver_job *deliver_take(deliverer *d);
-void deliver_job_free(deliver_job *j);
+/* deliver_job_free - the loop is done with j: its buffer goes back to
+ * the Maildir (maildir_recycle), j to a small list of spare jobs. */
+void deliver_job_free(deliverer *d, deliver_job *j);
 
 #endif

@@ -15,6 +15,11 @@ size_t fmt_u64(char *out, uint64_t v) {
                               "75767778798081828384858687888990919293949596979899";
   char tmp[FMT_U64_MAX];
   size_t i = sizeof tmp;
+  if (v < 10) { /* counts of recipients, messages: often one digit */
+    out[0] = (char)('0' + v);
+    out[1] = '\0';
+    return 1;
+  }
   while (v >= 100) { /* two digits a step, from the right */
     unsigned r = (unsigned)(v % 100);
     v /= 100;

@@ -68,6 +68,19 @@ void log_end(void) {
   lg.line = lg.len;
 }
 
+char *log_line(size_t max) {
+  if (sizeof lg.buf - lg.len < max + 1)
+    log_flush();
+  lg.line = lg.len;
+  memcpy(lg.buf + lg.len, PREFIX, sizeof PREFIX - 1);
+  return lg.buf + lg.len + sizeof PREFIX - 1;
+}
+
+void log_line_end(char *end) {
+  lg.len = (size_t)(end - lg.buf);
+  log_end();
+}
+
 void vlogmsg(const char *fmt, va_list ap) {
   if (sizeof lg.buf - lg.len < LOG_LINE_MAX + 1)
     log_flush();

@@ -2,6 +2,8 @@
  * log.h - smtpd-maildir's log: lines assembled without printf into one
  * buffer and written to stderr with one write per loop pass.
  *
+ *   log_line ... log_line_end  one line written in place (the hot
+ *                           lines, whose size is bounded beforehand)
  *   log_begin ... log_end   build one line from pieces: log_str,
  *                           log_text (client text made printable),
  *                           log_u64 (decimal); "smtpd-maildir: " is
@@ -38,6 +40,14 @@ void log_u64(uint64_t v);
 /* LOG_LIT - a string literal, its length known at compile time */
 #define LOG_LIT(lit) log_mem("" lit, sizeof(lit) - 1)
 void log_end(void);
+
+/* log_line - room for a whole line of at most max bytes (max at most
+ * LOG_LINE_MAX, "smtpd-maildir: " included and already written): the
+ * caller writes its text at the pointer returned and gives the end to
+ * log_line_end, which adds the "\n". For the lines of every message,
+ * which know their size beforehand; no other log call in between. */
+char *log_line(size_t max);
+void log_line_end(char *end);
 
 void logmsg(const char *fmt, ...)
 #if defined(__GNUC__)

@@ -3,7 +3,8 @@
  *
  *   maildir_open, maildir_close, maildir_unique, maildir_begin,
  *   maildir_write, maildir_start_writeback, maildir_commit (=
- *   maildir_commit_file + maildir_sync_new), maildir_abort
+ *   maildir_commit_file + maildir_sync_new), maildir_recycle,
+ *   maildir_abort
  *
  * The protocol: create tmp/<unique> exclusively, write, fsync, rename to
  * new/<unique>, fsync new/ so the rename itself is durable. Only then may
@@ -66,28 +67,38 @@ void maildir_close(maildir *md) {
   if (md->newfd >= 0)
     close(md->newfd);
   md->tmpfd = md->newfd = -1;
+  while (md->nspare > 0)
+    free(md->spare[--md->nspare]);
 }
 
-/* no printf: this runs for every message */
+/* no printf: this runs for every message. The seconds are spelled once
+ * a second, "P<pid>Q" once. */
 void maildir_unique(maildir *md, char *out, size_t cap) {
   struct timeval tv;
   char buf[160];
-  size_t n = 0, hl = strlen(md->host);
+  size_t n, hl = strlen(md->host);
   gettimeofday(&tv, NULL);
-  if (md->pid == 0)
+  if (md->pid == 0) {
     md->pid = getpid();
+    md->tail[0] = 'P';
+    md->tail_len = 1 + fmt_u64(md->tail + 1, (uint64_t)md->pid);
+    md->tail[md->tail_len++] = 'Q';
+  }
+  if (md->sec_len == 0 || (long long)tv.tv_sec != md->sec) {
+    md->sec = (long long)tv.tv_sec;
+    md->sec_len = fmt_u64(md->sec_text, (uint64_t)tv.tv_sec);
+  }
   /* "%lld.M%06ldP%ldQ%lu.%s" */
-  n += fmt_u64(buf + n, (uint64_t)tv.tv_sec);
+  memcpy(buf, md->sec_text, md->sec_len);
+  n = md->sec_len;
   buf[n++] = '.';
   buf[n++] = 'M';
-  char us[FMT_U64_MAX];
-  size_t ul = fmt_u64(us, (uint64_t)tv.tv_usec % 1000000u);
-  memcpy(buf + n, "000000", 6 - ul); /* %06ld */
-  memcpy(buf + n + 6 - ul, us, ul);
+  unsigned long us = (unsigned long)tv.tv_usec % 1000000u; /* %06ld */
+  for (int i = 5; i >= 0; i--, us /= 10)
+    buf[n + (size_t)i] = (char)('0' + us % 10);
   n += 6;
-  buf[n++] = 'P';
-  n += fmt_u64(buf + n, (uint64_t)md->pid);
-  buf[n++] = 'Q';
+  memcpy(buf + n, md->tail, md->tail_len);
+  n += md->tail_len;
   n += fmt_u64(buf + n, ++md->counter);
   buf[n++] = '.';
   memcpy(buf + n, md->host, hl);
@@ -101,20 +112,34 @@ void maildir_unique(maildir *md, char *out, size_t cap) {
 }
 
 int maildir_begin(maildir *md, maildir_msg *m) {
-  memset(m, 0, sizeof *m);
   m->fd = -1;
-  m->buf = malloc(MAILDIR_BUF_SIZE);
+  m->failed = m->err = 0;
+  m->buflen = 0;
+  m->written = 0;
+  m->buf = md->nspare > 0 ? md->spare[--md->nspare] : malloc(MAILDIR_BUF_SIZE);
   if (m->buf == NULL)
     return -1;
   maildir_unique(md, m->name, sizeof m->name);
   m->fd = openat(md->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                  0600);
   if (m->fd < 0) {
-    free(m->buf);
-    m->buf = NULL;
+    int e = errno;
+    maildir_recycle(md, m);
+    errno = e;
     return -1;
   }
   return 0;
+}
+
+void maildir_recycle(maildir *md, maildir_msg *m) {
+  if (m->buf != NULL) {
+    if (md->nspare < MAILDIR_SPARE_BUFS)
+      md->spare[md->nspare++] = m->buf;
+    else
+      free(m->buf);
+  }
+  m->buf = NULL;
+  m->buflen = 0;
 }
 
 static void write_all(maildir_msg *m, const unsigned char *p, size_t n) {
@@ -157,8 +182,7 @@ static void release(maildir_msg *m) {
   if (m->fd >= 0)
     close(m->fd);
   m->fd = -1;
-  free(m->buf);
-  m->buf = NULL;
+  m->buflen = 0; /* the buffer stays: maildir_recycle */
 }
 
 void maildir_start_writeback(maildir_msg *m) {
@@ -205,7 +229,9 @@ int maildir_sync_new(maildir *md, unsigned delay_ms) {
 }
 
 int maildir_commit(maildir *md, maildir_msg *m) {
-  if (maildir_commit_file(md, m, 0) != 0)
+  int rc = maildir_commit_file(md, m, 0);
+  maildir_recycle(md, m);
+  if (rc != 0)
     return -1;
   /* The message is in new/; make the directory entry durable too. A
    * failure here is reported: the 250 must not be sent on a guess. */
@@ -220,5 +246,6 @@ void maildir_abort(maildir *md, maildir_msg *m) {
   if (m->fd < 0)
     return;
   release(m);
+  maildir_recycle(md, m);
   unlinkat(md->tmpfd, m->name, 0);
 }

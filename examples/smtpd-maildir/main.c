@@ -141,6 +141,7 @@ typedef struct server server;
 typedef struct conn_txn {
   maildir_msg msg;       /* open while a message is being received */
   char qid[QUEUE_ID_MAX];
+  unsigned char qid_len; /* strlen(qid) */
   /* the transaction's envelope extras, written as X-Envelope-* fields */
   smtpd_dsn_ret dsn_ret;
   int requiretls;
@@ -150,6 +151,7 @@ typedef struct conn_txn {
   uint64_t done_size;    /* the message being committed: size, */
   size_t done_nrcpt;     /* ... recipients (its log line) */
   int lmtp_stored;       /* LMTP: the message reached new/ (1) or not (-1) */
+  struct conn_txn *next_spare; /* in srv->spare_txns */
 } conn_txn;
 
 typedef struct conn {
@@ -158,8 +160,9 @@ typedef struct conn {
   struct conn *prev, *next;
   server *srv;
   smtpd_session *s;
-  smtpd_tls_session *ts; /* the session behind its (optional) TLS: every
-                            byte to and from the socket goes through it */
+  smtpd_tls_session *ts; /* the session behind its (optional) TLS, made
+                            when TLS can matter (see "The session's
+                            I/O"); NULL: the session is driven directly */
   unsigned char *pending; /* input ts did not take yet */
   size_t npending;
   uint64_t deadline;     /* monotonic ms; 0 = none */
@@ -181,11 +184,14 @@ typedef struct conn {
   smtpd_verdict auth_verdict; /* ... with this verdict */
   /* small fields together: the struct stays one malloc size class down */
   unsigned char watched; /* current POLLER_* mask */
+  unsigned char polled;  /* its fd was given to the poller */
   unsigned char eof;     /* the client closed its side: read no more */
   unsigned char addr_stale; /* XCLIENT may have changed the client: addr
                                is made again (session_client_text) */
   unsigned char auth_penalized; /* this AUTH was delayed already
                                    (on_auth_fail) */
+  unsigned char unwrapped; /* its wrapper could not be made (out of
+                              memory): the connection ends */
   union {                /* the socket's peer (trust decisions) */
     struct sockaddr sa;  /* sa_family AF_UNIX: no address */
     struct sockaddr_in in;
@@ -232,7 +238,13 @@ struct server {
   def_table *defs;            /* per-address counts (defences.c) */
   int fault_enospc;           /* test hook: message writes fail, ENOSPC */
   long long fault_free;       /* test hook: free space at MAIL, -1: real */
+  /* objects of ended connections kept for the next (SPARE_MAX each):
+   * a new connection costs no calloc/free of them */
+  conn *spare_conns;          /* linked by next */
+  conn_txn *spare_txns;       /* linked by next_spare, rcpts kept */
+  int nspare_conns, nspare_txns;
 };
+#define SPARE_MAX 64
 
 static int parse_num(const char *s, uint64_t *out);
 struct conn;
@@ -270,8 +282,23 @@ static void msg_abort(conn *c) {
 /* txn_get - c's transaction state, made the first time; NULL when out of
  * memory. */
 static conn_txn *txn_get(conn *c) {
-  if (c->tx == NULL && (c->tx = calloc(1, sizeof *c->tx)) != NULL)
-    c->tx->msg.fd = -1;
+  server *srv = c->srv;
+  if (c->tx != NULL)
+    return c->tx;
+  if (srv->spare_txns != NULL) { /* as new, its rcpts array kept */
+    conn_txn *t = srv->spare_txns;
+    srv->spare_txns = t->next_spare;
+    srv->nspare_txns--;
+    rcpt_info *r = t->rcpts;
+    size_t cap = t->rcpts_cap;
+    memset(t, 0, sizeof *t);
+    t->rcpts = r;
+    t->rcpts_cap = cap;
+    c->tx = t;
+  } else if ((c->tx = calloc(1, sizeof *c->tx)) == NULL) {
+    return NULL;
+  }
+  c->tx->msg.fd = -1;
   return c->tx;
 }
 
@@ -295,9 +322,14 @@ static void conn_destroy(conn *c) {
   if (c->job) /* its commit goes on; the completion finds no one */
     c->job->owner = NULL;
   envelope_clear(c);
-  if (c->tx)
+  if (c->tx && srv->nspare_txns < SPARE_MAX) {
+    c->tx->next_spare = srv->spare_txns;
+    srv->spare_txns = c->tx;
+    srv->nspare_txns++;
+  } else if (c->tx) {
     free(c->tx->rcpts);
-  free(c->tx);
+    free(c->tx);
+  }
   const char *tls_why = smtpd_tls_session_error(c->ts);
   const char *why = c->end_reason ? c->end_reason
                     : *tls_why    ? tls_why
@@ -326,18 +358,94 @@ static void conn_destroy(conn *c) {
   if (c->next)
     c->next->prev = c->prev;
   srv->nconns--;
-  free(c);
+  if (srv->nspare_conns < SPARE_MAX) {
+    c->next = srv->spare_conns;
+    srv->spare_conns = c;
+    srv->nspare_conns++;
+  } else {
+    free(c);
+  }
+}
+
+/* ---- the session's I/O ------------------------------------------------
+ *
+ * Bytes go through the TLS wrapper (c->ts, include/smtpd/tls_gnutls.h)
+ * once TLS or its bookkeeping can matter: from the start on an implicit
+ * TLS listener, and on a plaintext one from the moment the client asks
+ * for STARTTLS, the socket reaches end of file or the timer runs out
+ * (conn_wrap, from on_starttls, conn_stop_reading and conn_expire).
+ * Before that a wrapper would hold no TLS connection and each of its
+ * calls would be exactly the session's own (the plaintext paths of
+ * lib/tls/gnutls.c), so the connection has none: the loop asks the
+ * session directly, which saves the wrapper's allocation per connection
+ * and a call and its checks per question, several times per loop pass.
+ * The wrapper made later starts in the state the one made at accept
+ * would be in, so nothing differs but the cost. */
+
+/* conn_wrap - c's wrapper, made now if it has none. 0, or -1 when out of
+ * memory: STARTTLS is refused then; at end of file or a timeout the
+ * connection ends instead (conn_unwrapped). */
+static int conn_wrap(conn *c) {
+  if (c->ts == NULL &&
+      smtpd_tls_session_new(&c->ts, c->s, c->srv->tls, SMTPD_TLS_STARTTLS) !=
+          0) {
+    c->ts = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void conn_unwrapped(conn *c) {
+  c->unwrapped = 1;
+  if (!c->end_reason)
+    c->end_reason = "out of memory";
+}
+
+static ptrdiff_t io_feed(conn *c, const void *p, size_t n) {
+  return c->ts ? smtpd_tls_session_feed(c->ts, p, n)
+               : smtpd_session_feed(c->s, p, n);
+}
+
+static size_t io_output(conn *c, const uint8_t **p) {
+  return c->ts ? smtpd_tls_session_output(c->ts, p)
+               : smtpd_session_output(c->s, p);
+}
+
+static void io_consume(conn *c, size_t n) {
+  if (c->ts)
+    smtpd_tls_session_consume(c->ts, n);
+  else
+    smtpd_session_consume(c->s, n);
+}
+
+static int io_want_read(const conn *c) {
+  return c->ts ? smtpd_tls_session_want_read(c->ts)
+               : !c->unwrapped && smtpd_session_want_read(c->s);
+}
+
+static int io_want_write(const conn *c) {
+  return c->ts ? smtpd_tls_session_want_write(c->ts)
+               : !c->unwrapped && smtpd_session_want_write(c->s);
+}
+
+/* io_is_done - the one rule that ends a connection (the wrapper's) */
+static int io_is_done(const conn *c) {
+  if (c->ts)
+    return smtpd_tls_session_is_done(c->ts);
+  return c->unwrapped ||
+         (smtpd_session_is_done(c->s) && !smtpd_session_is_paused(c->s));
 }
 
 /* Restart the client timer after input, as the session's state says. */
 static void restart_timer(conn *c) {
-  uint32_t ms = smtpd_tls_session_timeout(c->ts, NULL);
+  uint32_t ms = c->ts ? smtpd_tls_session_timeout(c->ts, NULL)
+                      : smtpd_session_timeout(c->s, NULL);
   c->deadline = ms ? c->srv->now + ms : 0;
 }
 
 /* Feed the kept input. Returns -1 when the session failed fatally. */
 static int feed_pending(conn *c) {
-  ptrdiff_t took = smtpd_tls_session_feed(c->ts, c->pending, c->npending);
+  ptrdiff_t took = io_feed(c, c->pending, c->npending);
   if (took < 0)
     return smtpd_is_fatal((int)took) ? -1 : 0;
   if (took > 0) {
@@ -375,7 +483,7 @@ static int conn_holding(conn *c) {
  * not written. Reading stops above --max-buffer. */
 static size_t conn_buffered(conn *c) {
   size_t n = c->npending + smtpd_session_output(c->s, NULL);
-  if (smtpd_tls_session_is_tls(c->ts))
+  if (c->ts && smtpd_tls_session_is_tls(c->ts))
     n += c->unsent;
   return n;
 }
@@ -394,27 +502,31 @@ static void conn_deadline(conn *c) {
   }
 }
 
-/* Write what is queued. Returns -1 when the connection is dead. */
+/* Write what is queued. Returns -1 when the connection is dead, 1 when
+ * it wrote all it could (c->unsent: what is left of the last output),
+ * 0 when a tarpit holds the reply back. */
 static int flush_output(conn *c) {
   const uint8_t *p;
   size_t n;
   if (conn_holding(c))
     return 0; /* tarpit: the reply waits (the tick writes it) */
   c->unsent = 0;
-  while ((n = smtpd_tls_session_output(c->ts, &p)) > 0) {
+  while ((n = io_output(c, &p)) > 0) {
     ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         c->unsent = n;
-        return 0;
+        return 1;
       }
       return -1;
     }
-    smtpd_tls_session_consume(c->ts, (size_t)w);
+    io_consume(c, (size_t)w);
+    if ((size_t)w == n && c->ts == NULL)
+      break; /* the session's whole queue went out: nothing is left */
   }
-  return 0;
+  return 1;
 }
 
 /* A session that holds no transaction may be closed at shutdown. */
@@ -437,14 +549,14 @@ static int conn_idle(const conn *c) {
  */
 static int conn_pump(conn *c) {
   server *srv = c->srv;
+  int flushed = 0;
   for (int round = 0; round < 64; round++) {
-    if (c->npending > 0 && smtpd_tls_session_want_read(c->ts) &&
-        feed_pending(c) != 0) {
+    if (c->npending > 0 && io_want_read(c) && feed_pending(c) != 0) {
       c->end_reason = "session error";
       conn_destroy(c);
       return -1;
     }
-    if (flush_output(c) != 0) {
+    if ((flushed = flush_output(c)) < 0) {
       conn_destroy(c);
       return -1;
     }
@@ -455,34 +567,42 @@ static int conn_pump(conn *c) {
       continue;
     }
     /* writing may have let the session read again: go round once more */
-    if (c->npending > 0 && smtpd_tls_session_want_read(c->ts))
+    if (c->npending > 0 && io_want_read(c))
       continue;
     break;
   }
-  if (smtpd_tls_session_is_done(c->ts)) {
+  if (io_is_done(c)) {
     conn_destroy(c);
     return -1;
   }
-  int wr = smtpd_tls_session_want_read(c->ts);
-  int ww = smtpd_tls_session_want_write(c->ts);
-  if (smtpd_session_is_closing(c->s) && !c->end_reason)
-    c->end_reason = "closing";
-  /* bound the last flush (counted from the end of a tarpit hold) */
-  uint64_t grace = (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
-  if (smtpd_session_is_closing(c->s) &&
-      (c->deadline == 0 || c->deadline > grace))
-    c->deadline = grace;
-  else if (c->deadline == 0)
+  int wr = io_want_read(c);
+  int ww = io_want_write(c);
+  if (smtpd_session_is_closing(c->s)) {
+    if (!c->end_reason)
+      c->end_reason = "closing";
+    /* bound the last flush (counted from the end of a tarpit hold) */
+    uint64_t grace =
+        (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
+    if (c->deadline == 0 || c->deadline > grace)
+      c->deadline = grace;
+  } else if (c->deadline == 0) {
     restart_timer(c);
+  }
   conn_deadline(c);
   unsigned want = 0;
+  /* without a wrapper, what the flush left unsent is the reply queue */
   if (wr && c->npending == 0 && !c->eof &&
-      conn_buffered(c) < (size_t)srv->opt.max_buffer)
+      (c->ts == NULL && flushed ? c->unsent : conn_buffered(c)) <
+          (size_t)srv->opt.max_buffer)
     want |= POLLER_IN;
   if (ww && !c->hold_until)
     want |= POLLER_OUT;
   if (want != c->watched) {
-    poller_set(srv->poll, c->fd, want, c);
+    if (c->polled)
+      poller_set(srv->poll, c->fd, want, c);
+    else
+      poller_add(srv->poll, c->fd, want, c);
+    c->polled = 1;
     c->watched = want;
   }
   return 0;
@@ -495,7 +615,10 @@ static void conn_stop_reading(conn *c, const char *why) {
     c->end_reason = why;
   if (!c->eof) {
     c->eof = 1;
-    smtpd_tls_session_eof(c->ts);
+    if (conn_wrap(c) == 0) /* the wrapper keeps the end of file */
+      smtpd_tls_session_eof(c->ts);
+    else
+      conn_unwrapped(c);
   }
 }
 
@@ -520,7 +643,7 @@ static void conn_read(conn *c) {
     conn_stop_reading(c, NULL); /* replies to what we fed may follow */
     return;
   }
-  ptrdiff_t took = smtpd_tls_session_feed(c->ts, srv->rbuf, (size_t)r);
+  ptrdiff_t took = io_feed(c, srv->rbuf, (size_t)r);
   if (took < 0) {
     if (smtpd_is_fatal((int)took)) {
       conn_stop_reading(c, "session error");
@@ -567,7 +690,10 @@ static void conn_expire(conn *c) {
   if (!c->end_reason)
     c->end_reason = "timeout";
   msg_abort(c);
-  smtpd_tls_session_timeout_expired(c->ts);
+  if (conn_wrap(c) == 0) /* the wrapper decides whether it gives up */
+    smtpd_tls_session_timeout_expired(c->ts);
+  else
+    conn_unwrapped(c);
   c->deadline = 0;
   conn_pump(c);
 }
@@ -609,8 +735,12 @@ static smtpd_verdict on_data_complete_inline(smtpd_session *s,
 
 static void conn_new(server *srv, listener *l, int fd,
                      const struct sockaddr *sa) {
-  conn *c = calloc(1, sizeof *c);
-  if (c == NULL) {
+  conn *c = srv->spare_conns;
+  if (c != NULL) {
+    srv->spare_conns = c->next;
+    srv->nspare_conns--;
+    memset(c, 0, sizeof *c);
+  } else if ((c = calloc(1, sizeof *c)) == NULL) {
     close(fd);
     return;
   }
@@ -661,11 +791,11 @@ static void conn_new(server *srv, listener *l, int fd,
     c->next->prev = c;
   srv->conns = c;
   srv->nconns++;
-  /* one wrapper for every kind of connection: plaintext (no context),
-   * STARTTLS, or TLS from the first byte */
-  if (smtpd_tls_session_new(&c->ts, c->s, srv->tls,
-                            l->implicit_tls ? SMTPD_TLS_IMPLICIT
-                                            : SMTPD_TLS_STARTTLS) != 0) {
+  /* TLS from the first byte: the wrapper at once (plaintext listeners
+   * make it when TLS can matter, conn_wrap) */
+  if (l->implicit_tls &&
+      smtpd_tls_session_new(&c->ts, c->s, srv->tls, SMTPD_TLS_IMPLICIT) != 0) {
+    c->ts = NULL;
     c->end_reason = "tls setup failed";
     conn_destroy(c);
     return;
@@ -759,6 +889,8 @@ static int net_match(const conn *c, const netmask *nets, int n) {
   const unsigned char *a;
   int family;
   unsigned char v4[4];
+  if (n == 0)
+    return 0; /* no such networks configured (the usual case) */
   if (c->peer.sa.sa_family == AF_INET) {
     a = (const unsigned char *)&c->peer.in.sin_addr;
     family = AF_INET;
@@ -995,7 +1127,7 @@ static smtpd_verdict on_xclient(smtpd_session *s, const smtpd_xclient *x,
 
 static void new_queue_id(conn *c) {
   /* unique, in arrival order; no clock read, no printf (queue_id.c) */
-  queue_id_next(&c->srv->qids, c->tx->qid);
+  c->tx->qid_len = (unsigned char)queue_id_next(&c->srv->qids, c->tx->qid);
 }
 
 /* The Received: line (RFC 5321 4.4) that goes on top of the message. */
@@ -1065,20 +1197,75 @@ static size_t make_received(conn *c, char *buf, size_t cap) {
  * RET= and ENVID= when given), one X-Envelope-To per recipient delivered
  * (with NOTIFY= and ORCPT=), X-Envelope-RequireTLS: yes (RFC 8689).
  * In addresses, controls and angle brackets become '?' (UTF-8 is kept,
- * RFC 6532), so a field stays one line; ENVID and ORCPT are xtext. */
-static void header_safe(char *dst, size_t cap, const char *src) {
-  size_t i = 0;
-  for (; src[i] && i + 1 < cap; i++) {
-    unsigned char ch = (unsigned char)src[i];
-    dst[i] = ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>' ? '?'
-                                                               : (char)ch;
+ * RFC 6532), so a field stays one line; ENVID and ORCPT are xtext.
+ * The fields are put together in a staging buffer and handed to
+ * maildir_write in one piece (more only when they are long). */
+typedef struct env_out {
+  maildir_msg *m;
+  size_t n;
+  char b[2048];
+} env_out;
+
+static void env_mem(env_out *e, const char *p, size_t n) {
+  if (e->n + n > sizeof e->b) {
+    maildir_write(e->m, e->b, e->n);
+    e->n = 0;
+    if (n > sizeof e->b) {
+      maildir_write(e->m, p, n);
+      return;
+    }
   }
-  dst[i] = '\0';
+  memcpy(e->b + e->n, p, n);
+  e->n += n;
 }
 
-/* env_put - one piece of an X-Envelope-* field (maildir_write buffers) */
-static void env_put(conn *c, const char *str) {
-  maildir_write(&c->tx->msg, str, strlen(str));
+/* ENV_LIT - a piece of an X-Envelope-* field, a string literal */
+#define ENV_LIT(e, lit) env_mem((e), "" lit, sizeof(lit) - 1)
+
+/* env_addr - an address as header_safe had it: at most 599 octets,
+ * controls, DEL and angle brackets as '?'. Returns its length. Copied
+ * whole, then checked eight octets at a time (one such octet is rare). */
+#define ENV_ADDR_MAX 599u
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define HAS_ZERO(x) (((x) - ONES) & ~(x) & HIGHS)
+static int env_word_bad(uint64_t w) {
+  return (((w - 0x20 * ONES) & ~w & HIGHS) /* an octet below 0x20 */ |
+          HAS_ZERO(w ^ (0x7f * ONES)) | HAS_ZERO(w ^ ('<' * ONES)) |
+          HAS_ZERO(w ^ ('>' * ONES))) != 0;
+}
+
+static size_t env_addr(env_out *e, const char *src) {
+  if (e->n + ENV_ADDR_MAX > sizeof e->b) {
+    maildir_write(e->m, e->b, e->n);
+    e->n = 0;
+  }
+  char *o = e->b + e->n;
+  size_t n = strnlen(src, ENV_ADDR_MAX), i = 0;
+  memcpy(o, src, n);
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, o + i, 8);
+    if (!env_word_bad(w))
+      continue;
+    for (size_t k = i; k < i + 8; k++) {
+      unsigned char ch = (unsigned char)o[k];
+      if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')
+        o[k] = '?';
+    }
+  }
+  if (i < n) { /* the last 1..7 octets, padded with harmless ones */
+    uint64_t w = 'a' * ONES;
+    memcpy(&w, o + i, n - i);
+    if (env_word_bad(w))
+      for (; i < n; i++) {
+        unsigned char ch = (unsigned char)o[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>')
+          o[i] = '?';
+      }
+  }
+  e->n += n;
+  return n;
 }
 
 /* RFC 5322 2.1.1: a line is at most 998 octets before its CRLF. */
@@ -1089,39 +1276,40 @@ static void env_put(conn *c, const char *str) {
  * octets. A value that cannot fit even a line of its own (an ORCPT
  * whose every octet was xtext-escaped under a raised command-line limit)
  * is left out rather than written over the limit. */
-static void env_param(conn *c, size_t *col, const char *name,
+static void env_param(env_out *e, size_t *col, const char *name,
                       const char *value) {
   size_t n = strlen(name), v = strlen(value);
   if (1 + n + 1 + v + 1 > ENV_LINE_MAX)
     return;
   if (*col + 2 + n + 1 + v + 1 > ENV_LINE_MAX) { /* +1: ';' of a next one */
-    env_put(c, ";\r\n\t");
+    ENV_LIT(e, ";\r\n\t");
     *col = 1;
   } else {
-    env_put(c, "; ");
+    ENV_LIT(e, "; ");
     *col += 2;
   }
-  env_put(c, name);
-  env_put(c, "=");
-  env_put(c, value);
+  env_mem(e, name, n);
+  ENV_LIT(e, "=");
+  env_mem(e, value, v);
   *col += n + 1 + v;
 }
 
 static void write_envelope(conn *c) {
   smtpd_session *s = c->s;
-  char addr[600];
+  env_out e;
+  e.m = &c->tx->msg;
+  e.n = 0;
   const char *sender = smtpd_session_sender(s);
-  header_safe(addr, sizeof addr, sender ? sender : "");
-  size_t col = sizeof "X-Envelope-From: <>" - 1 + strlen(addr);
-  env_put(c, "X-Envelope-From: <");
-  env_put(c, addr);
-  env_put(c, ">");
+  ENV_LIT(&e, "X-Envelope-From: <");
+  size_t col = sizeof "X-Envelope-From: <>" - 1 +
+               env_addr(&e, sender ? sender : "");
+  ENV_LIT(&e, ">");
   if (c->tx->dsn_ret != SMTPD_DSN_RET_UNSPECIFIED)
-    env_param(c, &col, "RET",
+    env_param(&e, &col, "RET",
               c->tx->dsn_ret == SMTPD_DSN_RET_FULL ? "FULL" : "HDRS");
   if (c->tx->dsn_envid)
-    env_param(c, &col, "ENVID", c->tx->dsn_envid);
-  env_put(c, "\r\n");
+    env_param(&e, &col, "ENVID", c->tx->dsn_envid);
+  ENV_LIT(&e, "\r\n");
   size_t nr = smtpd_session_recipient_count(s);
   for (size_t i = 0; i < nr; i++) {
     const rcpt_info *ri = i < c->tx->nrcpts ? &c->tx->rcpts[i] : NULL;
@@ -1143,21 +1331,19 @@ static void write_envelope(conn *c) {
           first = 0;
         }
     }
-    header_safe(addr, sizeof addr, smtpd_session_recipient(s, i));
-    col = sizeof "X-Envelope-To: <>" - 1 + strlen(addr);
-    env_put(c, "X-Envelope-To: <");
-    env_put(c, addr);
-    env_put(c, ">");
+    ENV_LIT(&e, "X-Envelope-To: <");
+    col = sizeof "X-Envelope-To: <>" - 1 +
+          env_addr(&e, smtpd_session_recipient(s, i));
+    ENV_LIT(&e, ">");
     if (*notify)
-      env_param(c, &col, "NOTIFY", notify);
+      env_param(&e, &col, "NOTIFY", notify);
     if (ri && ri->orcpt)
-      env_param(c, &col, "ORCPT", ri->orcpt);
-    env_put(c, "\r\n");
+      env_param(&e, &col, "ORCPT", ri->orcpt);
+    ENV_LIT(&e, "\r\n");
   }
-  if (c->tx->requiretls) {
-    static const char rt[] = "X-Envelope-RequireTLS: yes\r\n";
-    maildir_write(&c->tx->msg, rt, sizeof rt - 1);
-  }
+  if (c->tx->requiretls)
+    ENV_LIT(&e, "X-Envelope-RequireTLS: yes\r\n");
+  maildir_write(e.m, e.b, e.n);
 }
 
 static int begin_message(conn *c) {
@@ -1208,26 +1394,35 @@ static smtpd_verdict on_body(smtpd_session *s, const uint8_t *p, size_t n,
 
 /* "QID: from=<SENDER> nrcpt=N size=N client=ADDR" (the message whose
  * commit ended: the session still holds its envelope, paused or not) */
+#define PUT_LIT(o, lit) (memcpy((o), "" lit, sizeof(lit) - 1), (o) + sizeof(lit) - 1)
 static void log_from_line(conn *c) {
-  log_begin();
-  log_str(c->tx->qid);
-  LOG_LIT(": from=<");
-  log_text(smtpd_session_sender(c->s), 279);
-  LOG_LIT("> nrcpt=");
-  log_u64(c->tx->done_nrcpt);
-  LOG_LIT(" size=");
-  log_u64(c->tx->done_size);
-  LOG_LIT(" client=");
-  log_str(c->addr);
-  log_end();
+  /* written in place, at most 15 + 40 + 8 + 279 + 8 + 20 + 6 + 20 + 8 +
+   * 64 octets: well within LOG_LINE_MAX, so nothing is ever cut */
+  char *o = log_line(480);
+  const char *from = smtpd_session_sender(c->s);
+  size_t n = c->tx->qid_len;
+  memcpy(o, c->tx->qid, n);
+  o = PUT_LIT(o + n, ": from=<");
+  for (size_t i = 0; from && i < 279 && from[i]; i++) { /* as log_text */
+    unsigned char ch = (unsigned char)from[i];
+    *o++ = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  o = PUT_LIT(o, "> nrcpt=");
+  o += fmt_u64(o, c->tx->done_nrcpt);
+  o = PUT_LIT(o, " size=");
+  o += fmt_u64(o, c->tx->done_size);
+  o = PUT_LIT(o, " client=");
+  n = strlen(c->addr);
+  memcpy(o, c->addr, n);
+  log_line_end(o + n);
 }
 
-/* 250 2.0.0 TEXT QID */
-static void reply_with_qid(conn *c, const char *text) {
+/* 250 2.0.0 TEXT QID (TEXT a string literal) */
+#define reply_with_qid(c, text) reply_with_qid_n((c), "" text, sizeof(text) - 1)
+static void reply_with_qid_n(conn *c, const char *text, size_t n) {
   char buf[80];
-  size_t n = strlen(text), q = strlen(c->tx->qid);
   memcpy(buf, text, n);
-  memcpy(buf + n, c->tx->qid, q + 1);
+  memcpy(buf + n, c->tx->qid, (size_t)c->tx->qid_len + 1);
   smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
 }
 
@@ -1405,7 +1600,7 @@ static void deliveries_done(server *srv) {
     deliver_job *next = j->next;
     conn *c = j->owner;
     int rc = j->rc, err = j->err;
-    deliver_job_free(j);
+    deliver_job_free(srv->dl, j);
     j = next;
     if (c == NULL)
       continue;
@@ -1493,7 +1688,8 @@ static smtpd_verdict on_starttls(smtpd_session *s, void *ud) {
   (void)s;
   if (fault && srv->fault_tls_new > 0)
     srv->fault_tls_new--;
-  if (fault || smtpd_tls_session_prepare(c->ts) != 0) {
+  /* the wrapper takes over from here: it switches after the 220 */
+  if (fault || conn_wrap(c) != 0 || smtpd_tls_session_prepare(c->ts) != 0) {
     logmsg("smtpd-maildir: STARTTLS refused client=%s: cannot set up TLS%s",
            c->addr, fault ? " (injected fault)" : "");
     return SMTPD_TEMPFAIL;
@@ -2253,6 +2449,15 @@ static int setup_auth(server *srv, user_table *users) {
 /* What main set up before the loop, freed after every connection is
  * gone (also in the --workers supervisor, which serves nothing). */
 static void server_free(server *srv, user_table *users) {
+  for (conn *c = srv->spare_conns, *n; c; c = n) {
+    n = c->next;
+    free(c);
+  }
+  for (conn_txn *t = srv->spare_txns, *n; t; t = n) {
+    n = t->next_spare;
+    free(t->rcpts);
+    free(t);
+  }
   if (!srv->opt.discard)
     maildir_close(&srv->md);
   smtpd_tls_ctx_del(srv->tls);
@@ -2374,7 +2579,9 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) {
       int type = *(int *)ev[i].ptr;
-      if (type == OBJ_LISTENER) {
+      if (type == OBJ_CONN) { /* the common case first */
+        conn_event(ev[i].ptr, ev[i].events);
+      } else if (type == OBJ_LISTENER) {
         if (!srv->shutting_down)
           accept_some(srv, ev[i].ptr);
       } else if (type == OBJ_SIGNAL) {
@@ -2388,8 +2595,6 @@ int main(int argc, char **argv) {
                          may close a connection with events in it */
       } else if (type == MG_OBJ_MILTER) {
         mg_event(ev[i].ptr, ev[i].events); /* its session: mg_next below */
-      } else {
-        conn_event(ev[i].ptr, ev[i].events);
       }
     }
     if (dl_ready) { /* commits ended: answer their sessions */
@@ -2426,8 +2631,9 @@ int main(int argc, char **argv) {
     }
     /* sessions whose filters moved (or were asked): settle the filter
      * sockets, then the session, after every other event of the round */
-    for (void *o; (o = mg_next(srv->mg)) != NULL;)
-      conn_pump(o);
+    if (srv->mg != NULL)
+      for (void *o; (o = mg_next(srv->mg)) != NULL;)
+        conn_pump(o);
   }
   if (srv->dl) { /* commits still in flight finish before we go */
     deliver_stats st;

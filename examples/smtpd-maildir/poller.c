@@ -1,7 +1,8 @@
 /*
  * poller.c - smtpd-maildir: readiness notification, epoll or poll(2).
  *
- *   poller_new, poller_del, poller_set, poller_remove, poller_wait
+ *   poller_new, poller_del, poller_set, poller_add, poller_remove,
+ *   poller_wait
  *
  * The epoll version keeps nothing but the epoll fd. The poll version keeps
  * a dense pollfd array plus an fd -> slot index so every call but
@@ -56,6 +57,18 @@ int poller_set(poller *p, int fd, unsigned events, void *ptr) {
   if (errno != ENOENT)
     return -1;
   return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int poller_add(poller *p, int fd, unsigned events, void *ptr) {
+  struct epoll_event ev = {0};
+  if (events & POLLER_IN)
+    ev.events |= EPOLLIN;
+  if (events & POLLER_OUT)
+    ev.events |= EPOLLOUT;
+  ev.data.ptr = ptr;
+  if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+    return 0;
+  return errno == EEXIST ? poller_set(p, fd, events, ptr) : -1;
 }
 
 int poller_remove(poller *p, int fd) {
@@ -155,6 +168,10 @@ int poller_set(poller *p, int fd, unsigned events, void *ptr) {
   p->ptrs[i] = ptr;
   p->slot[fd] = i;
   return 0;
+}
+
+int poller_add(poller *p, int fd, unsigned events, void *ptr) {
+  return poller_set(p, fd, events, ptr);
 }
 
 int poller_remove(poller *p, int fd) {

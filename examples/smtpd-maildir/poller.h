@@ -4,6 +4,9 @@
  *
  *   poller_new / poller_del   create / free
  *   poller_set                add, change or (events 0) mute an fd
+ *   poller_add                add an fd not added yet (under epoll one
+ *                             system call, where poller_set first tries
+ *                             to change it)
  *   poller_remove             forget an fd
  *   poller_wait               wait up to timeout_ms, report ready fds
  *
@@ -26,6 +29,7 @@ typedef struct poller_event {
 poller *poller_new(void);
 void poller_del(poller *p);
 int poller_set(poller *p, int fd, unsigned events, void *ptr);
+int poller_add(poller *p, int fd, unsigned events, void *ptr);
 int poller_remove(poller *p, int fd);
 /* Returns the number of events written to ev (at most max), 0 on timeout
  * or EINTR, -1 on error. */

@@ -20,6 +20,8 @@ typedef struct queue_ids {
   char prefix[24];
   size_t prefix_len;
   uint64_t counter;
+  char last[QUEUE_ID_MAX]; /* the last id given, counted up in place */
+  size_t last_len;
 } queue_ids;
 
 /* queue_id_init - the prefix, from time() and getpid() (call it in the

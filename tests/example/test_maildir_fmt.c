@@ -118,7 +118,10 @@ static void test_queue_ids(void) {
   snprintf(pid, sizeof pid, "%06lX", (unsigned long)getpid() & 0xFFFFFFu);
   for (int i = 0; i < 1100000; i++) { /* past 5 hex digits of counter */
     size_t n = queue_id_next(&q, id);
-    int ok = n == strlen(id) && strlen(id) >= 19 &&
+    char want[QUEUE_ID_MAX]; /* the prefix, then the counter as %05X */
+    snprintf(want, sizeof want, "%.*s%05X", (int)q.prefix_len, q.prefix,
+             (unsigned)i + 1);
+    int ok = n == strlen(id) && strlen(id) >= 19 && strcmp(id, want) == 0 &&
              memcmp(id + 8, pid, 6) == 0 &&
              strspn(id, "0123456789ABCDEF") == n &&
              (strlen(id) > strlen(prev) ||
@@ -143,6 +146,9 @@ static void test_log(void) {
   log_u64(18446744073709551615u);
   log_end();
   logmsg("smtpd-maildir: listening on %s%s", "127.0.0.1:2525", "");
+  char *o = log_line(64); /* written in place after the prefix */
+  memcpy(o, "in place", 8);
+  log_line_end(o + 8);
   char big[3000];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -169,6 +175,10 @@ static void test_log(void) {
     line[0] = '\0';
   check(strcmp(line, "smtpd-maildir: listening on 127.0.0.1:2525\n") == 0,
         "logmsg line", line, "listening on");
+  if (fgets(line, sizeof line, f) == NULL)
+    line[0] = '\0';
+  check(strcmp(line, "smtpd-maildir: in place\n") == 0, "log_line line", line,
+        "in place");
   int lines = 0, cut = 1;
   while (fgets(line, sizeof line, f)) {
     lines++;
