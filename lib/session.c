@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 
@@ -228,15 +231,32 @@ static int valid_enh(const char *e, int cls) {
 }
 
 /* The length of a reply text line, or SIZE_MAX when it holds an octet
- * outside 0x20..0x7e or is longer than 500 octets: one pass, no strlen. */
+ * outside 0x20..0x7e or is longer than 500 octets. */
 static size_t reply_text_len(const char *t) {
-  size_t n = 0;
-  unsigned char c;
-  while ((c = (unsigned char)t[n]) != '\0') {
-    if (c < 0x20 || c > 0x7e || n == 500)
-      return SIZE_MAX;
-    n++;
+  size_t n = strlen(t), i;
+  if (n > 500)
+    return SIZE_MAX;
+#if defined(__SSE2__)
+  if (n >= 16) {
+    /* sixteen at a time, the last block overlapping; as signed octets,
+     * 0x80..0xff are below 0x20 too */
+    const __m128i lo = _mm_set1_epi8(0x20), hi = _mm_set1_epi8(0x7e);
+    for (i = 0;; i += 16) {
+      __m128i v;
+      if (i + 16 > n)
+        i = n - 16;
+      v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
+      if (_mm_movemask_epi8(
+              _mm_or_si128(_mm_cmplt_epi8(v, lo), _mm_cmpgt_epi8(v, hi))))
+        return SIZE_MAX;
+      if (i + 16 >= n)
+        return n;
+    }
   }
+#endif
+  for (i = 0; i < n; i++)
+    if ((unsigned char)((unsigned char)t[i] - 0x20u) > 0x5eu)
+      return SIZE_MAX;
   return n;
 }
 

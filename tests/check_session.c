@@ -320,6 +320,31 @@ static smtpd_verdict reject_rcpt(smtpd_session *s, const smtpd_rcpt *r, void *ud
                      SMTPD_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(smtpd_session_set_reply(s, 354, NULL, "x"),
                      SMTPD_ERR_INVALID_ARGUMENT);
+    {
+      /* every refused octet class at every position of texts shorter and
+       * longer than a vector block; the length limit is 500 */
+      static const unsigned char badc[] = {0x01, 0x09, 0x0d, 0x1f,
+                                           0x7f, 0x80, 0xc3, 0xff};
+      char t[502];
+      size_t len, pos, k;
+      for (len = 1; len <= 40; len++)
+        for (pos = 0; pos < len; pos++)
+          for (k = 0; k < sizeof badc; k++) {
+            memset(t, 'a', len);
+            t[len] = '\0';
+            t[pos] = (char)badc[k];
+            ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", t),
+                             SMTPD_ERR_INVALID_ARGUMENT);
+            t[pos] = pos % 2 ? ' ' : '~'; /* the edges of the range pass */
+            ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", t), 0);
+          }
+      memset(t, 'x', 501);
+      t[501] = '\0';
+      ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", t),
+                       SMTPD_ERR_INVALID_ARGUMENT);
+      t[500] = '\0';
+      ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1", t), 0);
+    }
     ck_assert_int_eq(smtpd_session_set_reply(s, 550, "5.1.1",
                                              "<bad@example.org>: no such user"),
                      0);
