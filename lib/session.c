@@ -186,14 +186,39 @@ static int output_dead(const smtpd_session *s) {
   return s->broken && s->broken != SMTPD_ERR_CALLBACK_FAILURE;
 }
 
-int smtpd_session_want_read(const smtpd_session *s) {
-  if (!s || s->broken || !s->started || s->state == ST_CLOSED || s->pending)
+/* The state queries for a session that exists; the public functions
+ * below add the NULL check, smtpd_session_status asks them all at once
+ * (static, so they inline there: the public ones may be interposed). */
+static int q_want_read(const smtpd_session *s) {
+  if (s->broken || !s->started || s->state == ST_CLOSED || s->pending)
     return 0;
   return s->out_len < s->cfg->limits[SMTPD_LIMIT_OUTPUT];
 }
 
+static int q_want_write(const smtpd_session *s) {
+  return !output_dead(s) && s->out_len > 0;
+}
+
+static int q_is_done(const smtpd_session *s) {
+  if (output_dead(s))
+    return 1;
+  return s->state == ST_CLOSED && !s->pending && s->out_len == 0;
+}
+
+static int q_is_tls_wait(const smtpd_session *s) {
+  return !s->broken && s->state == ST_TLS_WAIT;
+}
+
+static int q_is_closing(const smtpd_session *s) {
+  return s->state == ST_CLOSED || s->broken;
+}
+
+int smtpd_session_want_read(const smtpd_session *s) {
+  return s && q_want_read(s);
+}
+
 int smtpd_session_want_write(const smtpd_session *s) {
-  return s && !output_dead(s) && s->out_len > 0;
+  return s && q_want_write(s);
 }
 
 int smtpd_session_is_paused(const smtpd_session *s) {
@@ -201,17 +226,15 @@ int smtpd_session_is_paused(const smtpd_session *s) {
 }
 
 int smtpd_session_is_done(const smtpd_session *s) {
-  if (!s || output_dead(s))
-    return 1;
-  return s->state == ST_CLOSED && !s->pending && s->out_len == 0;
+  return !s || q_is_done(s);
 }
 
 int smtpd_session_is_tls_wait(const smtpd_session *s) {
-  return s && !s->broken && s->state == ST_TLS_WAIT;
+  return s && q_is_tls_wait(s);
 }
 
 int smtpd_session_is_closing(const smtpd_session *s) {
-  return s && (s->state == ST_CLOSED || s->broken);
+  return s && q_is_closing(s);
 }
 
 static int valid_enh(const char *e, int cls) {
@@ -361,9 +384,9 @@ int smtpd_session_set_effects(smtpd_session *s, unsigned effects) {
   return 0;
 }
 
-uint32_t smtpd_session_timeout(const smtpd_session *s, smtpd_timeout *kind) {
+static uint32_t q_timeout(const smtpd_session *s, smtpd_timeout *kind) {
   smtpd_timeout k = SMTPD_TIMEOUT_COMMAND;
-  if (!s || s->pending || s->broken || !s->started)
+  if (s->pending || s->broken || !s->started)
     k = SMTPD_TIMEOUT_NONE;
   else if (s->state == ST_DATA || s->state == ST_BDAT)
     k = SMTPD_TIMEOUT_DATA;
@@ -374,11 +397,20 @@ uint32_t smtpd_session_timeout(const smtpd_session *s, smtpd_timeout *kind) {
   return k == SMTPD_TIMEOUT_NONE ? 0 : s->cfg->timeouts[k];
 }
 
-uint32_t smtpd_session_deadline(const smtpd_session *s, smtpd_timeout *kind,
-                                uint64_t *epoch) {
+uint32_t smtpd_session_timeout(const smtpd_session *s, smtpd_timeout *kind) {
+  if (!s) {
+    if (kind)
+      *kind = SMTPD_TIMEOUT_NONE;
+    return 0;
+  }
+  return q_timeout(s, kind);
+}
+
+static uint32_t q_deadline(const smtpd_session *s, smtpd_timeout *kind,
+                           uint64_t *epoch) {
   smtpd_timeout k = SMTPD_TIMEOUT_NONE;
   uint64_t e = 0;
-  if (s && !s->pending && !s->broken && s->started && s->state != ST_CLOSED) {
+  if (!s->pending && !s->broken && s->started && s->state != ST_CLOSED) {
     if (s->msg_epoch)
       k = SMTPD_TIMEOUT_MESSAGE, e = s->msg_epoch;
     else if (s->state < ST_BDAT && (s->line_len || s->skipping))
@@ -394,11 +426,62 @@ uint32_t smtpd_session_deadline(const smtpd_session *s, smtpd_timeout *kind,
   return k == SMTPD_TIMEOUT_NONE ? 0 : s->cfg->timeouts[k];
 }
 
+uint32_t smtpd_session_deadline(const smtpd_session *s, smtpd_timeout *kind,
+                                uint64_t *epoch) {
+  if (!s) {
+    if (kind)
+      *kind = SMTPD_TIMEOUT_NONE;
+    if (epoch)
+      *epoch = 0;
+    return 0;
+  }
+  return q_deadline(s, kind, epoch);
+}
+
 uint32_t smtpd_session_reply_delay(const smtpd_session *s, uint64_t *epoch) {
   int on = s && s->delay_epoch && s->out_consumed < s->delay_mark;
   if (epoch)
     *epoch = on ? s->delay_epoch : 0;
   return on ? s->delay_ms : 0;
+}
+
+int smtpd_session_status(const smtpd_session *s, smtpd_status *st) {
+  /* the predicates of the queries above, each read once; keep in step */
+  unsigned f = 0;
+  int broken, pending, closed, on;
+  size_t out;
+  if (!s || !st)
+    return SMTPD_ERR_INVALID_ARGUMENT;
+  broken = s->broken != 0;
+  pending = s->pending != NULL;
+  closed = s->state == ST_CLOSED;
+  out = s->out_len;
+  if (!broken && s->started && !closed && !pending &&
+      out < s->cfg->limits[SMTPD_LIMIT_OUTPUT])
+    f |= SMTPD_STATUS_WANT_READ;
+  if (output_dead(s))
+    f |= SMTPD_STATUS_DONE;
+  else if (out)
+    f |= SMTPD_STATUS_WANT_WRITE;
+  else if (closed && !pending)
+    f |= SMTPD_STATUS_DONE;
+  if (pending)
+    f |= SMTPD_STATUS_PAUSED;
+  if (closed || broken)
+    f |= SMTPD_STATUS_CLOSING;
+  if (!broken && s->state == ST_TLS_WAIT)
+    f |= SMTPD_STATUS_TLS_WAIT;
+  st->flags = f;
+  st->output = out;
+  st->timeout = q_timeout(s, NULL);
+  st->deadline = 0;
+  st->deadline_epoch = 0;
+  if (s->msg_epoch || s->line_len || s->skipping)
+    st->deadline = q_deadline(s, NULL, &st->deadline_epoch);
+  on = s->delay_epoch && s->out_consumed < s->delay_mark;
+  st->reply_delay = on ? s->delay_ms : 0;
+  st->reply_delay_epoch = on ? s->delay_epoch : 0;
+  return 0;
 }
 
 int smtpd_session_timeout_expired(smtpd_session *s) {

@@ -387,6 +387,106 @@ START_TEST(test_host_replies) {
 }
 END_TEST
 
+/* smtpd_session_status is the single queries taken at once: compare
+ * them after every step of conversations that pass through each state
+ * (greeting, a half line, DATA, a deferred decision, STARTTLS, an
+ * over-full output queue, QUIT, a timeout). */
+static void status_agrees(const smtpd_session *s) {
+  smtpd_status st;
+  uint64_t e1 = 0, e2 = 0;
+  unsigned f = 0;
+  ck_assert_int_eq(smtpd_session_status(s, &st), 0);
+  if (smtpd_session_want_read(s))
+    f |= SMTPD_STATUS_WANT_READ;
+  if (smtpd_session_want_write(s))
+    f |= SMTPD_STATUS_WANT_WRITE;
+  if (smtpd_session_is_done(s))
+    f |= SMTPD_STATUS_DONE;
+  if (smtpd_session_is_paused(s))
+    f |= SMTPD_STATUS_PAUSED;
+  if (smtpd_session_is_closing(s))
+    f |= SMTPD_STATUS_CLOSING;
+  if (smtpd_session_is_tls_wait(s))
+    f |= SMTPD_STATUS_TLS_WAIT;
+  ck_assert_uint_eq(st.flags, f);
+  ck_assert_uint_eq(st.output, smtpd_session_output((smtpd_session *)s, NULL));
+  ck_assert_uint_eq(st.timeout, smtpd_session_timeout(s, NULL));
+  ck_assert_uint_eq(st.deadline, smtpd_session_deadline(s, NULL, &e1));
+  ck_assert_uint_eq(st.deadline_epoch, e1);
+  ck_assert_uint_eq(st.reply_delay, smtpd_session_reply_delay(s, &e2));
+  ck_assert_uint_eq(st.reply_delay_epoch, e2);
+}
+
+static void status_feed(smtpd_session *s, const char *t) {
+  size_t n = strlen(t), off = 0;
+  status_agrees(s);
+  while (off < n) {
+    ptrdiff_t k = smtpd_session_feed(s, t + off, n - off);
+    status_agrees(s);
+    if (k <= 0) {
+      if (smtpd_session_is_paused(s)) {
+        ck_assert_int_eq(smtpd_session_resume(s, SMTPD_ACCEPT), 0);
+        status_agrees(s);
+        continue;
+      }
+      if (smtpd_session_want_write(s)) { /* output over the limit */
+        smtpd_session_consume(s, smtpd_session_output(s, NULL));
+        status_agrees(s);
+        continue;
+      }
+      break;
+    }
+    off += (size_t)k;
+  }
+}
+
+START_TEST(test_status_snapshot) {
+  smtpd_config *c;
+  smtpd_callbacks cb = callbacks();
+  smtpd_session *s;
+  host h;
+  int round;
+  memset(&h, 0, sizeof h);
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_STARTTLS, 1), 0);
+  ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_OUTPUT, 1024), 0);
+  ck_assert_int_eq(smtpd_config_set_sync_policy(c, SMTPD_SYNC_ALLOW), 0);
+  ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_SOFT_ERRORS, 1), 0);
+  for (round = 0; round < 4; round++) {
+    ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+    status_agrees(s); /* not started */
+    ck_assert_int_eq(smtpd_session_start(s), 0);
+    status_agrees(s);
+    h.defer_next = round == 1;
+    status_feed(s, "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\n"
+                   "RCPT TO:<b@example.org>\r\n");
+    status_feed(s, "DATA\r\n");
+    status_feed(s, "Subject: x\r\n\r\nhalf a li");
+    status_feed(s, "ne\r\n.\r\n");
+    status_feed(s, "NOOP"); /* a half command line: the line deadline */
+    status_feed(s, "\r\nBOGUS\r\nBOGUS\r\n"); /* errors: a reply delay */
+    if (round == 2) {
+      int i;
+      for (i = 0; i < 120; i++) /* replies pile up past the limit */
+        status_feed(s, "NOOP\r\n");
+    }
+    if (round == 3) {
+      status_feed(s, "STARTTLS\r\n");
+    } else if (round == 1) {
+      ck_assert_int_eq(smtpd_session_timeout_expired(s), 0);
+      status_agrees(s);
+    } else {
+      status_feed(s, "QUIT\r\n");
+    }
+    smtpd_session_consume(s, smtpd_session_output(s, NULL));
+    status_agrees(s);
+    smtpd_session_del(s);
+  }
+  ck_assert_int_eq(smtpd_session_status(NULL, NULL), SMTPD_ERR_INVALID_ARGUMENT);
+  smtpd_config_del(c);
+}
+END_TEST
+
 /* A HELO name and its neutered copy live after the command buffer while
  * both fit in 128 octets (names up to 63), in a buffer of their own
  * beyond: every transition keeps the right name, neuters it, and leaks
@@ -776,6 +876,7 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_no_allocation_steady_state);
   tcase_add_test(tc, test_idle_memory);
   tcase_add_test(tc, test_helo_storage);
+  tcase_add_test(tc, test_status_snapshot);
   tcase_add_test(tc, test_failing_allocator);
   tcase_add_test(tc, test_api_errors);
   suite_add_tcase(s, tc);

@@ -185,6 +185,7 @@ typedef struct conn {
   /* small fields together: the struct stays one malloc size class down */
   unsigned char watched; /* current POLLER_* mask */
   unsigned char polled;  /* its fd was given to the poller */
+  unsigned char restart; /* input arrived: conn_pump restarts the timer */
   unsigned char eof;     /* the client closed its side: read no more */
   unsigned char addr_stale; /* XCLIENT may have changed the client: addr
                                is made again (session_client_text) */
@@ -423,24 +424,45 @@ static int io_want_read(const conn *c) {
                : !c->unwrapped && smtpd_session_want_read(c->s);
 }
 
-static int io_want_write(const conn *c) {
-  return c->ts ? smtpd_tls_session_want_write(c->ts)
-               : !c->unwrapped && smtpd_session_want_write(c->s);
+/* What conn_pump asks once a pass is over, from the wrapper or, without
+ * one, from one smtpd_session_status call. done is the one rule that
+ * ends a connection (the wrapper's: the session is done and not paused,
+ * every octet written). */
+typedef struct io_state {
+  int done, want_read, want_write, closing;
+  uint32_t timeout, deadline; /* ms, 0: none */
+  uint64_t deadline_epoch;
+} io_state;
+
+static void io_state_get(const conn *c, io_state *st) {
+  if (c->ts) {
+    st->done = smtpd_tls_session_is_done(c->ts);
+    st->want_read = smtpd_tls_session_want_read(c->ts);
+    st->want_write = smtpd_tls_session_want_write(c->ts);
+    st->closing = smtpd_session_is_closing(c->s);
+    st->timeout = smtpd_tls_session_timeout(c->ts, NULL);
+    st->deadline = smtpd_session_deadline(c->s, NULL, &st->deadline_epoch);
+  } else if (c->unwrapped) {
+    memset(st, 0, sizeof *st);
+    st->done = 1;
+  } else {
+    smtpd_status ss;
+    smtpd_session_status(c->s, &ss);
+    st->done = (ss.flags & SMTPD_STATUS_DONE) &&
+               !(ss.flags & SMTPD_STATUS_PAUSED);
+    st->want_read = (ss.flags & SMTPD_STATUS_WANT_READ) != 0;
+    st->want_write = (ss.flags & SMTPD_STATUS_WANT_WRITE) != 0;
+    st->closing = (ss.flags & SMTPD_STATUS_CLOSING) != 0;
+    st->timeout = ss.timeout;
+    st->deadline = ss.deadline;
+    st->deadline_epoch = ss.deadline_epoch;
+  }
 }
 
-/* io_is_done - the one rule that ends a connection (the wrapper's) */
-static int io_is_done(const conn *c) {
-  if (c->ts)
-    return smtpd_tls_session_is_done(c->ts);
-  return c->unwrapped ||
-         (smtpd_session_is_done(c->s) && !smtpd_session_is_paused(c->s));
-}
-
-/* Restart the client timer after input, as the session's state says. */
+/* Input arrived: the client timer restarts, as the session's state says
+ * once conn_pump has run (it reads the timeout with the rest). */
 static void restart_timer(conn *c) {
-  uint32_t ms = c->ts ? smtpd_tls_session_timeout(c->ts, NULL)
-                      : smtpd_session_timeout(c->s, NULL);
-  c->deadline = ms ? c->srv->now + ms : 0;
+  c->restart = 1;
 }
 
 /* Feed the kept input. Returns -1 when the session failed fatally. */
@@ -491,9 +513,7 @@ static size_t conn_buffered(conn *c) {
 /* The library's absolute deadlines (a command line, a message's data):
  * one timer per epoch, not restarted by input, so trickling cannot
  * extend it. The tick calls conn_expire when it is due. */
-static void conn_deadline(conn *c) {
-  uint64_t epoch = 0;
-  uint32_t d = smtpd_session_deadline(c->s, NULL, &epoch);
+static void conn_deadline(conn *c, uint32_t d, uint64_t epoch) {
   if (d == 0)
     c->dl_at = 0; /* none now (also while paused): re-armed later */
   else if (epoch != c->dl_epoch || c->dl_at == 0) {
@@ -571,13 +591,19 @@ static int conn_pump(conn *c) {
       continue;
     break;
   }
-  if (io_is_done(c)) {
+  io_state st;
+  io_state_get(c, &st);
+  if (st.done) {
     conn_destroy(c);
     return -1;
   }
-  int wr = io_want_read(c);
-  int ww = io_want_write(c);
-  if (smtpd_session_is_closing(c->s)) {
+  int wr = st.want_read;
+  int ww = st.want_write;
+  if (c->restart || c->deadline == 0) { /* after input, or none running */
+    c->restart = 0;
+    c->deadline = st.timeout ? srv->now + st.timeout : 0;
+  }
+  if (st.closing) {
     if (!c->end_reason)
       c->end_reason = "closing";
     /* bound the last flush (counted from the end of a tarpit hold) */
@@ -585,10 +611,8 @@ static int conn_pump(conn *c) {
         (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
     if (c->deadline == 0 || c->deadline > grace)
       c->deadline = grace;
-  } else if (c->deadline == 0) {
-    restart_timer(c);
   }
-  conn_deadline(c);
+  conn_deadline(c, st.deadline, st.deadline_epoch);
   unsigned want = 0;
   /* without a wrapper, what the flush left unsent is the reply queue */
   if (wr && c->npending == 0 && !c->eof &&

@@ -627,6 +627,29 @@ SMTPD_API int smtpd_session_is_closing(const smtpd_session *s);
  * queued output is written, the host runs the handshake. */
 SMTPD_API int smtpd_session_is_tls_wait(const smtpd_session *s);
 
+/* smtpd_session_status - what an event loop asks after each pass, in one
+ * call: the answers of want_read, want_write, is_done, is_paused,
+ * is_closing, is_tls_wait (flags), output's count, timeout, deadline and
+ * reply_delay, all taken at the same moment. Cheaper than asking each;
+ * the single functions stay for the rest. Returns 0, or
+ * SMTPD_ERR_INVALID_ARGUMENT when s or st is NULL. */
+#define SMTPD_STATUS_WANT_READ 0x01u
+#define SMTPD_STATUS_WANT_WRITE 0x02u
+#define SMTPD_STATUS_DONE 0x04u
+#define SMTPD_STATUS_PAUSED 0x08u
+#define SMTPD_STATUS_CLOSING 0x10u
+#define SMTPD_STATUS_TLS_WAIT 0x20u
+typedef struct smtpd_status {
+  unsigned flags;             /* SMTPD_STATUS_* */
+  size_t output;              /* queued reply octets */
+  uint32_t timeout;           /* ms, as smtpd_session_timeout; 0: none */
+  uint32_t deadline;          /* ms, as smtpd_session_deadline; 0: none */
+  uint64_t deadline_epoch;    /* its epoch */
+  uint32_t reply_delay;       /* ms, as smtpd_session_reply_delay */
+  uint64_t reply_delay_epoch; /* its epoch */
+} smtpd_status;
+SMTPD_API int smtpd_session_status(const smtpd_session *s, smtpd_status *st);
+
 /* smtpd_session_set_reply - inside a decision callback, or while paused
  * before resume: the reply to send. code 200..599 (354 for DATA start);
  * enh "x.y.z" whose class matches code (NULL: a default); text printable
