@@ -1427,10 +1427,11 @@ static void log_from_line(conn *c) {
   size_t n = c->tx->qid_len;
   memcpy(o, c->tx->qid, n);
   o = PUT_LIT(o + n, ": from=<");
-  for (size_t i = 0; from && i < 279 && from[i]; i++) { /* as log_text */
-    unsigned char ch = (unsigned char)from[i];
-    *o++ = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
+  n = from ? strnlen(from, 279) : 0;
+  memcpy(o, from, n); /* then, as log_text, what is not 0x21..0x7e is '?' */
+  for (char *e = o + n; o < e; o++)
+    if ((unsigned char)(*o - 0x21) >= 0x5eu)
+      *o = '?';
   o = PUT_LIT(o, "> nrcpt=");
   o += fmt_u64(o, c->tx->done_nrcpt);
   o = PUT_LIT(o, " size=");
