@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 #include "parse.h"
 
 void smtpd_i_sasl_channel(const smtpd_session *s, smtpd_sasl_channel *ch) {

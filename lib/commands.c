@@ -12,6 +12,7 @@
 
 #include "decide.h"
 #include "internal.h"
+#include "reply.h"
 #include "parse.h"
 
 static char *skip_spaces(char *p) {

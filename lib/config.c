@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 
 /* Append one "250-text" CRLF line to a growing string. */
 static int add_line(const smtpd_mem *m, char **buf, size_t *len,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 
 void smtpd_i_end_by_host(smtpd_session *s, smtpd_verdict v) {
   if (s->state == ST_CLOSED)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 
 #define ROW(verb, flags, run, dec, text) \
   {verb, sizeof verb - 1, 0, flags, run, dec, text}

@@ -13,6 +13,7 @@
 #endif
 
 #include "internal.h"
+#include "reply.h"
 #include "parse.h"
 
 /* What a command line holds that needs a closer look. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 #include "parse.h"
 
 void smtpd_i_fail(smtpd_session *s, int err) {

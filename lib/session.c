@@ -13,6 +13,7 @@
 #endif
 
 #include "internal.h"
+#include "reply.h"
 
 size_t smtpd_callbacks_size(unsigned version) {
   switch (version) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reply.h"
 #include "parse.h"
 
 /* ------------------------------------------------------------------ */
