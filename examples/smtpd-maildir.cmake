@@ -1,7 +1,8 @@
 # smtpd-maildir: the example event-loop server (examples/smtpd-maildir/).
-# Every connection goes through the GnuTLS adapter's TLS-wrapped session
-# (one code path for plaintext, STARTTLS and implicit TLS), so it is built
-# with that adapter; it links the Cyrus SASL adapter when that is built.
+# A connection goes through the GnuTLS adapter's TLS-wrapped session once
+# TLS can matter (at accept for implicit TLS, at STARTTLS otherwise), so it
+# is built with that adapter; it links the Cyrus SASL adapter when that is
+# built.
 if(NOT SMTPD_HAVE_GNUTLS)
   message(STATUS "smtpd-maildir: not built (needs the GnuTLS adapter)")
   return()
@@ -17,7 +18,8 @@ set(_smd_sources
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/queue_id.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/workers.c
   ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/defences.c
-  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c)
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/tmp_sweep.c
+  ${CMAKE_CURRENT_LIST_DIR}/smtpd-maildir/sysio.c)
 add_executable(smtpd-maildir ${_smd_sources})
 target_compile_options(smtpd-maildir PRIVATE ${SMTPD_WARNINGS})
 target_link_libraries(smtpd-maildir PRIVATE smtpd_static)

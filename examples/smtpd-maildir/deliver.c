@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "deliver.h"
+#include "sysio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,7 +94,7 @@ static void *worker(void *arg) {
       d->dtail = &(*d->dtail)->next;
     if (wake) {
       char b = 1;
-      ssize_t w = write(d->wfd, &b, 1); /* full pipe: a wake is pending */
+      ssize_t w = sys_write(d->wfd, &b, 1); /* full pipe: a wake is pending */
       (void)w;
     }
   }
@@ -121,6 +122,9 @@ int deliver_new(deliverer **out, maildir *md, int nthreads,
   pthread_cond_init(&d->cv, NULL);
   if (nthreads < 1 || nthreads > DELIVER_THREADS_MAX)
     nthreads = 1;
+#if defined(__linux__)
+  sysio_threaded = 1; /* before the first thread: see sysio.h */
+#endif
   for (int i = 0; i < nthreads; i++) {
     int rc = pthread_create(&d->thread[i], NULL, worker, d);
     if (rc != 0) {
@@ -202,7 +206,7 @@ deliver_job *deliver_submit(deliverer *d, maildir_msg *m, void *owner) {
 deliver_job *deliver_take(deliverer *d) {
   char b[64];
   /* a short read found the pipe empty: no second read to hear EAGAIN */
-  while (read(d->rfd, b, sizeof b) == (ssize_t)sizeof b)
+  while (sys_read(d->rfd, b, sizeof b) == (ssize_t)sizeof b)
     ;
   pthread_mutex_lock(&d->mu);
   deliver_job *list = d->done;

@@ -1,7 +1,7 @@
 /*
  * log.c - the buffered, printf-free log of smtpd-maildir (see log.h).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* syscall(2), through sysio.h */
 #include "log.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fmt.h"
+#include "sysio.h"
 
 #define PREFIX "smtpd-maildir: "
 
@@ -110,7 +111,7 @@ void log_flush(void) {
       if (n == 0)
         n = PIPE_BUF < lg.len - off ? PIPE_BUF : lg.len - off;
     }
-    ssize_t w = write(STDERR_FILENO, lg.buf + off, n);
+    ssize_t w = sys_write(STDERR_FILENO, lg.buf + off, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0)

@@ -14,6 +14,7 @@
 #include "maildir.h"
 
 #include "fmt.h"
+#include "sysio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -144,7 +145,7 @@ void maildir_recycle(maildir *md, maildir_msg *m) {
 
 static void write_all(maildir_msg *m, const unsigned char *p, size_t n) {
   while (n > 0 && !m->failed) {
-    ssize_t w = write(m->fd, p, n);
+    ssize_t w = sys_write(m->fd, p, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0) {

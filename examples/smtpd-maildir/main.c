@@ -69,6 +69,7 @@
 #include "workers.h"
 #include "defences.h"
 #include "tmp_sweep.h"
+#include "sysio.h"
 
 #define READ_CHUNK 65536        /* one shared read buffer of this size */
 #define MAX_LISTENERS 16
@@ -532,7 +533,7 @@ static int flush_output(conn *c) {
     return 0; /* tarpit: the reply waits (the tick writes it) */
   c->unsent = 0;
   while ((n = io_output(c, &p)) > 0) {
-    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+    ssize_t w = sys_send(c->fd, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -656,7 +657,7 @@ static void conn_read(conn *c) {
   size_t room = held < (size_t)srv->opt.max_buffer
                     ? (size_t)srv->opt.max_buffer - held
                     : 1;
-  ssize_t r = recv(c->fd, srv->rbuf, room < cap ? room : cap, 0);
+  ssize_t r = sys_recv(c->fd, srv->rbuf, room < cap ? room : cap, 0);
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;

@@ -21,6 +21,9 @@
 
 #ifdef POLLER_EPOLL
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+
+#include "sysio.h"
 
 struct poller {
   int epfd;
@@ -79,7 +82,12 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   struct epoll_event ev[256];
   if (max > 256)
     max = 256;
-  int n = epoll_wait(p->epfd, ev, max, timeout_ms);
+  /* with the delivery threads running, not epoll_wait(3): glibc wraps
+   * that cancellation point in bookkeeping this program never needs
+   * (sysio.h); epoll_pwait with no mask is the same call */
+  int n = sysio_threaded ? (int)syscall(SYS_epoll_pwait, p->epfd, ev, max,
+                                        timeout_ms, NULL, (size_t)8)
+                         : epoll_wait(p->epfd, ev, max, timeout_ms);
   if (n < 0)
     return errno == EINTR ? 0 : -1;
   for (int i = 0; i < n; i++) {
