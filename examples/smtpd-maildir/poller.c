@@ -48,13 +48,18 @@ void poller_del(poller *p) {
   free(p);
 }
 
-int poller_set(poller *p, int fd, unsigned events, void *ptr) {
+static struct epoll_event event_of(unsigned events, void *ptr) {
   struct epoll_event ev = {0};
   if (events & POLLER_IN)
     ev.events |= EPOLLIN;
   if (events & POLLER_OUT)
     ev.events |= EPOLLOUT;
   ev.data.ptr = ptr;
+  return ev;
+}
+
+int poller_set(poller *p, int fd, unsigned events, void *ptr) {
+  struct epoll_event ev = event_of(events, ptr);
   if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
     return 0;
   if (errno != ENOENT)
@@ -63,12 +68,7 @@ int poller_set(poller *p, int fd, unsigned events, void *ptr) {
 }
 
 int poller_add(poller *p, int fd, unsigned events, void *ptr) {
-  struct epoll_event ev = {0};
-  if (events & POLLER_IN)
-    ev.events |= EPOLLIN;
-  if (events & POLLER_OUT)
-    ev.events |= EPOLLOUT;
-  ev.data.ptr = ptr;
+  struct epoll_event ev = event_of(events, ptr);
   if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
     return 0;
   return errno == EEXIST ? poller_set(p, fd, events, ptr) : -1;
