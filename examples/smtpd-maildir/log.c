@@ -44,19 +44,28 @@ void log_mem(const char *s, size_t n) {
 
 void log_str(const char *s) { log_mem(s, strlen(s)); }
 
+/* what each octet becomes in a log line: 0x21..0x7e itself, else '?' */
+#define SAFE1(c) ((c) > 0x20 && (c) < 0x7f ? (c) : '?')
+#define SAFE4(b) SAFE1(b), SAFE1((b) + 1), SAFE1((b) + 2), SAFE1((b) + 3)
+#define SAFE16(b) SAFE4(b), SAFE4((b) + 4), SAFE4((b) + 8), SAFE4((b) + 12)
+#define SAFE64(b) SAFE16(b), SAFE16((b) + 16), SAFE16((b) + 32), SAFE16((b) + 48)
+static const unsigned char safe_octet[256] = {SAFE64(0), SAFE64(64),
+                                              SAFE64(128), SAFE64(192)};
+
+size_t log_copy_safe(char *o, const char *s, size_t max) {
+  size_t n = strnlen(s, max);
+  for (size_t i = 0; i < n; i++)
+    o[i] = (char)safe_octet[(unsigned char)s[i]];
+  return n;
+}
+
 void log_text(const char *s, size_t max) {
   size_t r = room();
   if (s == NULL)
     return;
   if (max > r)
     max = r;
-  char *o = lg.buf + lg.len;
-  size_t i = 0;
-  for (; i < max && s[i]; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    o[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
-  lg.len += i;
+  lg.len += log_copy_safe(lg.buf + lg.len, s, max);
 }
 
 void log_u64(uint64_t v) {

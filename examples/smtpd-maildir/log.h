@@ -33,6 +33,9 @@
 void log_begin(void);
 void log_str(const char *s);
 void log_mem(const char *s, size_t n);
+/* log_copy_safe - copy at most max bytes of s (up to its NUL) to o, each one
+ * outside 0x21..0x7e as '?', as log_text does; returns how many. */
+size_t log_copy_safe(char *o, const char *s, size_t max);
 /* log_text - at most max bytes of s, printable ASCII kept and every
  * other byte (space, controls, 8-bit) as '?'; NULL logs nothing. */
 void log_text(const char *s, size_t max);

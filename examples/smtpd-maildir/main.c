@@ -1428,11 +1428,8 @@ static void log_from_line(conn *c) {
   size_t n = c->tx->qid_len;
   memcpy(o, c->tx->qid, n);
   o = PUT_LIT(o + n, ": from=<");
-  n = from ? strnlen(from, 279) : 0;
-  memcpy(o, from, n); /* then, as log_text, what is not 0x21..0x7e is '?' */
-  for (char *e = o + n; o < e; o++)
-    if ((unsigned char)(*o - 0x21) >= 0x5eu)
-      *o = '?';
+  if (from)
+    o += log_copy_safe(o, from, 279);
   o = PUT_LIT(o, "> nrcpt=");
   o += fmt_u64(o, c->tx->done_nrcpt);
   o = PUT_LIT(o, " size=");
