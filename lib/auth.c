@@ -3,6 +3,7 @@
  *
  *   smtpd_i_auth_command    "AUTH mech [initial-response]"
  *   smtpd_i_auth_response   one client line while a challenge is open
+ *   smtpd_i_auth_malformed  a response line that cannot be one: 501, ended
  *   smtpd_i_auth_reset      dispose of any exchange in progress
  *   smtpd_i_auth_advertise  the EHLO AUTH line for this channel
  *   smtpd_i_sasl_channel    what the backend may know of the channel
@@ -284,6 +285,13 @@ void smtpd_i_auth_command(smtpd_session *s, char *arg) {
   handle(s, st, &out);
 }
 
+void smtpd_i_auth_malformed(smtpd_session *s, char *line, size_t len) {
+  wipe(line, len);
+  fire(s, 0, NULL, NULL, "cannot decode response", 501);
+  end_exchange(s);
+  smtpd_i_protocol_error(s, 501, "5.5.2", "Cannot decode response", 0);
+}
+
 void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len) {
   const smtpd_sasl_backend *b = s->cfg->sasl;
   smtpd_sasl_out out;
@@ -297,9 +305,7 @@ void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len) {
   }
   n = smtpd_i_base64_decode(line, len, (uint8_t *)line, len);
   if (n < 0) {
-    fire(s, 0, NULL, NULL, "cannot decode response", 501);
-    end_exchange(s);
-    smtpd_i_protocol_error(s, 501, "5.5.2", "Cannot decode response", 0);
+    smtpd_i_auth_malformed(s, line, len);
     return;
   }
   if (!b || !b->step || !s->sasl_exch) {

@@ -81,39 +81,44 @@ static unsigned line_flags(const char *p, size_t n) {
 }
 #endif
 
-/* Validate the raw line (octets before CRLF) then dispatch. */
+/* Validate the raw line (octets before CRLF) then dispatch.  A line the
+ * checks refuse while an AUTH challenge is open is a malformed response:
+ * it ends the exchange (RFC 4954 section 4) so the next line is read as a
+ * command again, however the refused line was split. */
 static void process_line(smtpd_session *s) {
   char *line = s->line;
   size_t len = s->line_len; /* ends with '\n' */
   int crlf = len >= 2 && line[len - 2] == '\r';
   smtpd_line_ending le = s->cfg->line_ending;
-  unsigned flags;
+  const char *refused = NULL;
+  unsigned flags = 0;
+  int bare_lf = !crlf && le == SMTPD_LINE_ENDING_REJECT;
 
   len -= crlf ? 2 : 1;
   line[len] = '\0';
-  if (!crlf && le == SMTPD_LINE_ENDING_REJECT) {
-    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <LF> received", 1);
-    return;
+  if (bare_lf) {
+    refused = "Error: bare <LF> received";
+  } else {
+    flags = line_flags(line, len);
+    if (flags & LINE_NUL)
+      refused = "Error: NUL character received";
+    else if (le == SMTPD_LINE_ENDING_REJECT && (flags & LINE_CR))
+      refused = "Error: bare <CR> received";
+    else if ((flags & LINE_HIGH) &&
+             !smtpd_i_utf8_valid((const uint8_t *)line, len))
+      refused = "Error: invalid UTF-8 in command";
   }
-  flags = line_flags(line, len);
   s->line_high = (flags & LINE_HIGH) != 0;
-  if (flags & LINE_NUL) {
-    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: NUL character received",
-                           0);
-    return;
-  }
-  if (le == SMTPD_LINE_ENDING_REJECT && (flags & LINE_CR)) {
-    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: bare <CR> received", 0);
-    return;
-  }
-  if ((flags & LINE_HIGH) &&
-      !smtpd_i_utf8_valid((const uint8_t *)line, len)) {
-    smtpd_i_protocol_error(s, 500, "5.5.2", "Error: invalid UTF-8 in command",
-                           0);
-    return;
-  }
   if (s->state == ST_AUTH) {
-    smtpd_i_auth_response(s, line, len);
+    if (refused)
+      smtpd_i_auth_malformed(s, line, len);
+    else
+      smtpd_i_auth_response(s, line, len);
+    return;
+  }
+  if (refused) {
+    /* only the bare-LF refusal names the host */
+    smtpd_i_protocol_error(s, 500, "5.5.2", refused, bare_lf);
     return;
   }
   smtpd_i_dispatch(s, line);

@@ -340,6 +340,7 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
 /* ---- auth.c ------------------------------------------------------------ */
 void smtpd_i_auth_command(smtpd_session *s, char *arg);
 void smtpd_i_auth_response(smtpd_session *s, char *line, size_t len);
+void smtpd_i_auth_malformed(smtpd_session *s, char *line, size_t len);
 void smtpd_i_auth_reset(smtpd_session *s);
 /* the "250-AUTH mechs" EHLO line for this channel, if any */
 int smtpd_i_auth_advertise(smtpd_session *s);

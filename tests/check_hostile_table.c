@@ -526,6 +526,30 @@ static const tcase rows[] = {
      OUT(GREET EHLO_AUTH "334 VXNlcm5hbWU6\r\n"
                          "501 5.5.2 Cannot decode response\r\n"),
      0, NULL, 0, NULL, 0},
+    /* a response line the line checks refuse ends the exchange: the next
+     * line is a command again (found by fuzz_conversation) */
+    {"AUTH response with a NUL, then NOOP", F_SASL | F_PLAINTEXT, 0, 0, 0,
+     {{0}}, PKTS(EHLO, P("AUTH LOGIN\r\n"), P("dX\0Nl\r\nNOOP\r\n")),
+     OUT(GREET EHLO_AUTH "334 VXNlcm5hbWU6\r\n"
+                         "501 5.5.2 Cannot decode response\r\n" OK),
+     0, NULL, 0, NULL, 0},
+    {"AUTH response ending in bare LF, then NOOP", F_SASL | F_PLAINTEXT, 0, 0,
+     0, {{0}}, PKTS(EHLO, P("AUTH LOGIN\r\n"), P("dXNlcg==\nNOOP\r\n")),
+     OUT(GREET EHLO_AUTH "334 VXNlcm5hbWU6\r\n"
+                         "501 5.5.2 Cannot decode response\r\n" OK),
+     0, NULL, 0, NULL, 0},
+    {"AUTH response with a bare CR, then NOOP", F_SASL | F_PLAINTEXT, 0, 0, 0,
+     {{0}}, PKTS(EHLO, P("AUTH LOGIN\r\n"), P("dX\rNl\r\nNOOP\r\n")),
+     OUT(GREET EHLO_AUTH "334 VXNlcm5hbWU6\r\n"
+                         "501 5.5.2 Cannot decode response\r\n" OK),
+     0, NULL, 0, NULL, 0},
+    {"AUTH response with invalid UTF-8, then BDAT", F_SASL | F_PLAINTEXT, 0,
+     0, 0, {{0}},
+     PKTS(EHLO, P("AUTH LOGIN\r\n"), P("\xc0\xaf\r\nBDAT 4\r\nNOOP\r\n")),
+     OUT(GREET EHLO_AUTH "334 VXNlcm5hbWU6\r\n"
+                         "501 5.5.2 Cannot decode response\r\n"
+                         "502 5.5.1 Error: command not implemented\r\n" OK),
+     0, NULL, 0, NULL, 0},
     {"AUTH unknown mechanism", F_SASL | F_PLAINTEXT, 0, 0, 0, {{0}},
      PKTS(EHLO, P("AUTH CRAM-MD5\r\n")),
      OUT(GREET EHLO_AUTH "504 5.5.4 Unsupported authentication mechanism\r\n"),
