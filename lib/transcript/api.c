@@ -6,7 +6,6 @@
  *   smtpd_transcript_opts_default  default options
  *   smtpd_transcript_run_buffer    parse and run a transcript in memory
  *   smtpd_transcript_run_file      read a file, then the same
- *   smtpd_transcript_split_name    printable name of a split mode
  *   take_opts                      a caller's opts -> a full, checked copy
  *   report                         "FAIL name:line ...", context, -/+
  */
@@ -151,19 +150,6 @@ void smtpd_transcript_opts_default(smtpd_transcript_opts *opts) {
   opts->version = SMTPD_TRANSCRIPT_OPTS_VERSION;
   opts->split = SMTPD_TRANSCRIPT_SPLIT_WHOLE;
   opts->chunk = 1;
-}
-
-const char *smtpd_transcript_split_name(smtpd_transcript_split split,
-                                        size_t chunk, char *buf, size_t cap) {
-  if (buf == NULL || cap == 0)
-    return "";
-  if (split == SMTPD_TRANSCRIPT_SPLIT_BYTE)
-    snprintf(buf, cap, "byte");
-  else if (split == SMTPD_TRANSCRIPT_SPLIT_CHUNK)
-    snprintf(buf, cap, "%lu", (unsigned long)chunk);
-  else
-    snprintf(buf, cap, "whole");
-  return buf;
 }
 
 int smtpd_transcript_run_buffer(const char *text, size_t len,

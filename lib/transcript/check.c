@@ -12,11 +12,42 @@
  *                         its words
  *   reply_has             an EHLO keyword line in a reply
  *   smtpd_tr_show_line    one server line as an "S: ..." text for reports
+ *   smtpd_tr_drain        read all queued output into the run's log
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "tr_internal.h"
+
+/* smtpd_tr_drain - read and consume all queued output (byte by byte in the byte
+ * split, which also exercises partial consumption). Returns bytes read. */
+size_t smtpd_tr_drain(tr_run *r) {
+  size_t total = 0;
+  for (;;) {
+    const uint8_t *d = NULL;
+    size_t n = smtpd_session_output(r->s, &d), take;
+    if (n == 0)
+      break;
+    if (d == NULL) {
+      smtpd_tr_fail(r, r->cur_line, NULL, NULL,
+                    "smtpd_session_output returned "
+                    "%lu bytes and a NULL pointer",
+                    (unsigned long)n);
+      break;
+    }
+    take = r->split == SMTPD_TRANSCRIPT_SPLIT_BYTE ? 1 : n;
+    if (smtpd_tr_buf_add(r->mem, &r->out, d, take) < 0) {
+      smtpd_tr_nomem(r);
+      break;
+    }
+    if (smtpd_session_consume(r->s, take) < 0) {
+      smtpd_tr_fail(r, r->cur_line, NULL, NULL, "smtpd_session_consume failed");
+      break;
+    }
+    total += take;
+  }
+  return total;
+}
 
 void smtpd_tr_show_line(const unsigned char *b, size_t len, size_t pos,
                         char *dst, size_t cap, size_t *adv) {

@@ -11,48 +11,10 @@
  *   pump           feed queued client bytes while the session reads them
  *   settle_pause   a pause: resume it (scripted) or ask the host's hook
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "tr_internal.h"
-
-void smtpd_tr_fail(tr_run *r, unsigned line, const char *exp, const char *act,
-                   const char *fmt, ...) {
-  va_list ap;
-  smtpd_transcript_result *res = r->res;
-  if (r->status != SMTPD_OK)
-    return;
-  r->status = SMTPD_TRANSCRIPT_MISMATCH;
-  if (res == NULL)
-    return;
-  res->line = line;
-  va_start(ap, fmt);
-  vsnprintf(res->message, sizeof res->message, fmt, ap);
-  va_end(ap);
-  snprintf(res->expected, sizeof res->expected, "%s", exp ? exp : "");
-  snprintf(res->actual, sizeof res->actual, "%s", act ? act : "");
-}
-
-void smtpd_tr_nomem(tr_run *r) {
-  if (r->status == SMTPD_OK) {
-    r->status = SMTPD_ERR_NOMEM;
-    if (r->res)
-      snprintf(r->res->message, sizeof r->res->message, "out of memory");
-  }
-}
-
-void smtpd_tr_trace(tr_run *r, const char *prefix, const unsigned char *b,
-                    size_t n) {
-  char line[1024];
-  tr_tbuf t;
-  if (r->opts->trace == NULL)
-    return;
-  smtpd_tr_tb_init(&t, line, sizeof line);
-  smtpd_tr_tb_str(&t, prefix);
-  smtpd_tr_tb_esc(&t, b, n);
-  r->opts->trace(line, r->opts->trace_ctx);
-}
 
 static unsigned line_at(const tr_run *r, size_t off) {
   size_t i;
@@ -60,36 +22,6 @@ static unsigned line_at(const tr_run *r, size_t off) {
   for (i = 0; i < r->nlm && r->lm[i].off <= off; i++)
     line = r->lm[i].line;
   return line;
-}
-
-/* smtpd_tr_drain - read and consume all queued output (byte by byte in the byte
- * split, which also exercises partial consumption). Returns bytes read. */
-size_t smtpd_tr_drain(tr_run *r) {
-  size_t total = 0;
-  for (;;) {
-    const uint8_t *d = NULL;
-    size_t n = smtpd_session_output(r->s, &d), take;
-    if (n == 0)
-      break;
-    if (d == NULL) {
-      smtpd_tr_fail(r, r->cur_line, NULL, NULL,
-                    "smtpd_session_output returned "
-                    "%lu bytes and a NULL pointer",
-                    (unsigned long)n);
-      break;
-    }
-    take = r->split == SMTPD_TRANSCRIPT_SPLIT_BYTE ? 1 : n;
-    if (smtpd_tr_buf_add(r->mem, &r->out, d, take) < 0) {
-      smtpd_tr_nomem(r);
-      break;
-    }
-    if (smtpd_session_consume(r->s, take) < 0) {
-      smtpd_tr_fail(r, r->cur_line, NULL, NULL, "smtpd_session_consume failed");
-      break;
-    }
-    total += take;
-  }
-  return total;
 }
 
 /* after_call - check what a call that may run decision callbacks

@@ -5,13 +5,17 @@
  *
  *   text.c    allocation through smtpd_mem, growable buffers, escaped text
  *   format.c  the transcript format: escapes, directives, actions, tags
+ *   result.c  what a run reports: first mismatch, out of memory, trace
  *   events.c  the session's callbacks: event log, scripted decisions, and
  *             the chain to the host's own callbacks
  *   run.c     driving the session: packets, feeding, pausing, actions,
  *             configuration
  *   check.c   expectation groups: server lines, EHLO keywords, wildcards,
- *             events, bodies, timeouts
+ *             events, bodies, timeouts; reading the session's output
  *   api.c     the public functions: options by version, files, reports
+ *
+ * Calls run one way, top down: api.c, run.c, check.c, events.c, then
+ * format.c and result.c, then text.c; no file calls one above it.
  *
  * Functions shared between the files are named smtpd_tr_* (hidden, but a
  * static archive shares one namespace with the test program that links
@@ -214,7 +218,7 @@ typedef struct tr_run {
   unsigned cur_line;      /* transcript line being executed */
 } tr_run;
 
-/* run.c */
+/* result.c */
 void smtpd_tr_fail(tr_run *r, unsigned line, const char *exp, const char *act,
              const char *fmt, ...)
 #if defined(__GNUC__)
@@ -224,7 +228,8 @@ void smtpd_tr_fail(tr_run *r, unsigned line, const char *exp, const char *act,
 void smtpd_tr_nomem(tr_run *r);
 void smtpd_tr_trace(tr_run *r, const char *prefix, const unsigned char *b,
               size_t n);
-size_t smtpd_tr_drain(tr_run *r);
+
+/* run.c */
 int smtpd_tr_run_parsed(tr_parsed *p, const smtpd_transcript_opts *opts,
                   smtpd_transcript_result *res);
 
@@ -248,5 +253,7 @@ smtpd_verdict smtpd_tr_sasl_verify(smtpd_session *s, const char *mech,
 void smtpd_tr_show_line(const unsigned char *b, size_t len, size_t pos,
                         char *dst, size_t cap, size_t *adv);
 void smtpd_tr_check_group(tr_run *r, size_t from, size_t to);
+/* smtpd_tr_drain - read and consume all queued output into r->out */
+size_t smtpd_tr_drain(tr_run *r);
 
 #endif /* SMTPD_TR_INTERNAL_H */
