@@ -24,8 +24,11 @@
  *
  * Threads: the worker touches only the maildir_msg and the rc/err of the
  * jobs it holds, and the Maildir's directory fds (fixed after
- * maildir_open). The queue and the finished list are under one mutex;
- * owner is the loop's alone (set it to NULL when the connection goes:
+ * maildir_open). The queue and the finished list are lock-free stacks
+ * (C11 atomics: a push is a compare-and-swap, a take one exchange of
+ * the whole list); an idle worker sleeps on an event count (a futex on
+ * Linux, a condition variable elsewhere) that deliver_submit moves and
+ * wakes only when a worker sleeps; owner is the loop's alone (set it to NULL when the connection goes:
  * the finished job then only needs freeing).
  */
 #ifndef SMTPD_MAILDIR_DELIVER_H

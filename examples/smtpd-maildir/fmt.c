@@ -13,28 +13,28 @@ size_t fmt_u64(char *out, uint64_t v) {
                               "25262728293031323334353637383940414243444546474849"
                               "50515253545556575859606162636465666768697071727374"
                               "75767778798081828384858687888990919293949596979899";
-  char tmp[FMT_U64_MAX];
-  size_t i = sizeof tmp;
   if (v < 10) { /* counts of recipients, messages: often one digit */
     out[0] = (char)('0' + v);
     out[1] = '\0';
     return 1;
   }
-  while (v >= 100) { /* two digits a step, from the right */
+  size_t n = 2; /* digits: counted first, then written from the right */
+  for (uint64_t p = 100; n < 20 && v >= p; p *= 10)
+    n++;
+  size_t i = n;
+  out[n] = '\0';
+  while (v >= 100) { /* two digits a step */
     unsigned r = (unsigned)(v % 100);
     v /= 100;
-    tmp[--i] = pairs[2 * r + 1];
-    tmp[--i] = pairs[2 * r];
+    out[--i] = pairs[2 * r + 1];
+    out[--i] = pairs[2 * r];
   }
   if (v >= 10) {
-    tmp[--i] = pairs[2 * v + 1];
-    tmp[--i] = pairs[2 * v];
+    out[--i] = pairs[2 * v + 1];
+    out[--i] = pairs[2 * v];
   } else {
-    tmp[--i] = (char)('0' + v);
+    out[--i] = (char)('0' + v);
   }
-  size_t n = sizeof tmp - i;
-  memcpy(out, tmp + i, n);
-  out[n] = '\0';
   return n;
 }
 

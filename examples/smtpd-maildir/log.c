@@ -16,11 +16,8 @@
 
 #define PREFIX "smtpd-maildir: "
 
-static struct {
-  size_t len;  /* bytes pending in buf */
-  size_t line; /* where the line being built starts */
-  char buf[LOG_BUF_SIZE];
-} lg;
+log_buffer log_state; /* log.h: the one buffer of this process */
+#define lg log_state
 
 static size_t room(void) { /* what the current line may still take */
   size_t used = lg.len - lg.line;
@@ -52,9 +49,38 @@ void log_str(const char *s) { log_mem(s, strlen(s)); }
 static const unsigned char safe_octet[256] = {SAFE64(0), SAFE64(64),
                                               SAFE64(128), SAFE64(192)};
 
+/* An octet of w outside 0x21..0x7e: below 0x21 (the "has less"
+ * test, exact for every octet) or above 0x7e (adding 0x01 sets the high
+ * bit of an octet 0x7f..0xff, and one already 0x80.. has it). */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static int word_unsafe(uint64_t w) {
+  return (((w - 0x21 * ONES) & ~w) | ((w + ONES) | w)) & HIGHS ? 1 : 0;
+}
+
+/* Eight octets at a time (an address is ASCII nearly always): copied
+ * whole when all are safe, else one by one through the table. */
 size_t log_copy_safe(char *o, const char *s, size_t max) {
-  size_t n = strnlen(s, max);
-  for (size_t i = 0; i < n; i++)
+  size_t n = strnlen(s, max), i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if (!word_unsafe(w)) {
+      memcpy(o + i, &w, 8);
+      continue;
+    }
+    for (size_t k = i; k < i + 8; k++)
+      o[k] = (char)safe_octet[(unsigned char)s[k]];
+  }
+  if (i < n && n >= 8) { /* the last 1..7: the last eight again */
+    uint64_t w;
+    memcpy(&w, s + n - 8, 8);
+    if (!word_unsafe(w)) {
+      memcpy(o + n - 8, &w, 8);
+      return n;
+    }
+  }
+  for (; i < n; i++)
     o[i] = (char)safe_octet[(unsigned char)s[i]];
   return n;
 }

@@ -10,8 +10,9 @@
  *                           put in front and "\n" behind
  *   logmsg                  a whole line, printf-style (rare lines:
  *                           start-up, errors, refusals)
- *   log_flush               write what is pending (the loop calls it
- *                           before it blocks, and at exit)
+ *   log_flush               write what is pending (the loop calls it,
+ *                           through log_flush_pass, before it blocks,
+ *                           and at exit)
  *
  * One buffer per process (the server is single-threaded; --workers
  * processes have one each). A line is at most LOG_LINE_MAX bytes before
@@ -63,5 +64,20 @@ void vlogmsg(const char *fmt, va_list ap);
 /* log_flush - write every complete line pending; errors are ignored (a
  * log must not stop the server). */
 void log_flush(void);
+
+/* The buffer (log.c's; here only for log_flush_pass). */
+typedef struct log_buffer {
+  size_t len;  /* bytes pending in buf */
+  size_t line; /* where the line being built starts */
+  char buf[LOG_BUF_SIZE];
+} log_buffer;
+extern log_buffer log_state;
+
+/* log_flush_pass - log_flush when a line is pending (the loop, once a
+ * pass: most passes log nothing and make no call). */
+static inline void log_flush_pass(void) {
+  if (log_state.len != 0)
+    log_flush();
+}
 
 #endif

@@ -121,8 +121,8 @@ int maildir_begin(maildir *md, maildir_msg *m) {
   if (m->buf == NULL)
     return -1;
   maildir_unique(md, m->name, sizeof m->name);
-  m->fd = openat(md->tmpfd, m->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                 0600);
+  m->fd = sys_openat(md->tmpfd, m->name,
+                     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (m->fd < 0) {
     int e = errno;
     maildir_recycle(md, m);
@@ -181,7 +181,7 @@ void maildir_write(maildir_msg *m, const void *data, size_t len) {
 
 static void release(maildir_msg *m) {
   if (m->fd >= 0)
-    close(m->fd);
+    sys_close(m->fd);
   m->fd = -1;
   m->buflen = 0; /* the buffer stays: maildir_recycle */
 }
@@ -198,8 +198,10 @@ void maildir_start_writeback(maildir_msg *m) {
 
 /* nap - the test hook's delay before an fsync (slow-fsync:MS) */
 static void nap(unsigned ms) {
+  if (ms == 0)
+    return; /* real use: no hook, no arithmetic */
   struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
-  while (ms && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
     ;
 }
 
@@ -208,9 +210,9 @@ int maildir_commit_file(maildir *md, maildir_msg *m, unsigned delay_ms) {
     return -1;
   flush(m);
   nap(delay_ms);
-  if (!m->failed && fsync(m->fd) != 0)
+  if (!m->failed && sys_fsync(m->fd) != 0)
     m->failed = 1, m->err = errno;
-  if (!m->failed && close(m->fd) != 0)
+  if (!m->failed && sys_close(m->fd) != 0)
     m->failed = 1, m->err = errno;
   m->fd = -1;
   if (!m->failed && renameat(md->tmpfd, m->name, md->newfd, m->name) != 0)
@@ -226,7 +228,7 @@ int maildir_commit_file(maildir *md, maildir_msg *m, unsigned delay_ms) {
 
 int maildir_sync_new(maildir *md, unsigned delay_ms) {
   nap(delay_ms);
-  return fsync(md->newfd);
+  return sys_fsync(md->newfd);
 }
 
 int maildir_commit(maildir *md, maildir_msg *m) {

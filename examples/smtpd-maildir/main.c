@@ -194,6 +194,7 @@ typedef struct conn {
                                    (on_auth_fail) */
   unsigned char unwrapped; /* its wrapper could not be made (out of
                               memory): the connection ends */
+  unsigned char addr_len; /* strlen(addr) */
   union {                /* the socket's peer (trust decisions) */
     struct sockaddr sa;  /* sa_family AF_UNIX: no address */
     struct sockaddr_in in;
@@ -255,7 +256,7 @@ static int net_match(const struct conn *c, const netmask *nets, int n);
 /* The only global: where the signal handler writes (self-pipe trick). */
 static int signal_write_fd = -1;
 
-static uint64_t now_ms(void) {
+static inline uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -487,9 +488,8 @@ static int feed_pending(conn *c) {
  * an error beyond SMTPD_LIMIT_SOFT_ERRORS) holds back what is queued now
  * until its time; so does an AUTH penalty (on_auth_fail). Only writing
  * waits: the loop goes on, and the tick writes the reply. */
-static int conn_holding(conn *c) {
-  uint64_t epoch = 0, now = c->srv->now;
-  uint32_t d = smtpd_session_reply_delay(c->s, &epoch);
+static int conn_holding_as(conn *c, uint32_t d, uint64_t epoch) {
+  uint64_t now = c->srv->now;
   if (epoch != c->delay_epoch) {
     c->delay_epoch = epoch;
     if (d > 0 && now + d > c->hold_until)
@@ -499,6 +499,13 @@ static int conn_holding(conn *c) {
     return 1;
   c->hold_until = 0;
   return 0;
+}
+
+/* conn_holding_as with the session's reply delay now */
+static int conn_holding(conn *c) {
+  uint64_t epoch = 0;
+  uint32_t d = smtpd_session_reply_delay(c->s, &epoch);
+  return conn_holding_as(c, d, epoch);
 }
 
 /* What this connection keeps in memory for a client that does not read:
@@ -568,7 +575,17 @@ static int conn_idle(const conn *c) {
  * clear is fed before that (the loop feeds before it writes) and
  * discarded by the session. Returns -1 when c was destroyed.
  */
-static int conn_pump(conn *c) {
+static int conn_pump_plain(conn *c);
+static int conn_pump_any(conn *c);
+
+static inline int conn_pump(conn *c) {
+  if (c->ts == NULL && c->npending == 0 && !c->unwrapped &&
+      !c->srv->shutting_down)
+    return conn_pump_plain(c); /* the common case, below */
+  return conn_pump_any(c);
+}
+
+static int conn_pump_any(conn *c) {
   server *srv = c->srv;
   int flushed = 0;
   for (int round = 0; round < 64; round++) {
@@ -621,6 +638,78 @@ static int conn_pump(conn *c) {
           (size_t)srv->opt.max_buffer)
     want |= POLLER_IN;
   if (ww && !c->hold_until)
+    want |= POLLER_OUT;
+  if (want != c->watched) {
+    if (c->polled)
+      poller_set(srv->poll, c->fd, want, c);
+    else
+      poller_add(srv->poll, c->fd, want, c);
+    c->polled = 1;
+    c->watched = want;
+  }
+  return 0;
+}
+
+/* conn_pump_plain - conn_pump for a connection without a wrapper, no
+ * input kept and no shutdown under way (every pass of a plaintext
+ * session but rare ones): the same steps with nothing to feed and no
+ * second round, the session's state read once with smtpd_session_status
+ * and used as it is (no wrapper: its output count is what
+ * conn_buffered counts). */
+static int conn_pump_plain(conn *c) {
+  server *srv = c->srv;
+  smtpd_session *s = c->s;
+  uint64_t epoch;
+  uint32_t delay = smtpd_session_reply_delay(s, &epoch);
+  /* conn_holding's question, asked only when a delay is new or held */
+  if ((epoch == c->delay_epoch && c->hold_until == 0) ||
+      !conn_holding_as(c, delay, epoch)) { /* flush_output, no wrapper */
+    const uint8_t *p;
+    size_t n;
+    c->unsent = 0;
+    while ((n = smtpd_session_output(s, &p)) > 0) {
+      ssize_t w = sys_send(c->fd, p, n, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          c->unsent = n;
+          break;
+        }
+        conn_destroy(c);
+        return -1;
+      }
+      smtpd_session_consume(s, (size_t)w);
+      if ((size_t)w == n)
+        break; /* the session's whole queue went out */
+    }
+  }
+  smtpd_status ss;
+  smtpd_session_status(s, &ss);
+  unsigned f = ss.flags;
+  if ((f & (SMTPD_STATUS_DONE | SMTPD_STATUS_PAUSED)) == SMTPD_STATUS_DONE) {
+    conn_destroy(c);
+    return -1;
+  }
+  if (c->restart || c->deadline == 0) { /* after input, or none running */
+    c->restart = 0;
+    c->deadline = ss.timeout ? srv->now + ss.timeout : 0;
+  }
+  if (f & SMTPD_STATUS_CLOSING) {
+    if (!c->end_reason)
+      c->end_reason = "closing";
+    uint64_t grace =
+        (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
+    if (c->deadline == 0 || c->deadline > grace)
+      c->deadline = grace;
+  }
+  if (ss.deadline != 0 || c->dl_at != 0)
+    conn_deadline(c, ss.deadline, ss.deadline_epoch);
+  unsigned want = 0;
+  if ((f & SMTPD_STATUS_WANT_READ) && !c->eof &&
+      ss.output < (size_t)srv->opt.max_buffer)
+    want |= POLLER_IN;
+  if ((f & SMTPD_STATUS_WANT_WRITE) && !c->hold_until)
     want |= POLLER_OUT;
   if (want != c->watched) {
     if (c->polled)
@@ -776,9 +865,11 @@ static void conn_new(server *srv, listener *l, int fd,
   int is_unix = sa->sa_family == AF_UNIX;
   if (is_unix) { /* --listen unix:PATH: no address to give the session */
     snprintf(c->addr, sizeof c->addr, "unix");
+    c->addr_len = 4;
     c->peer.sa.sa_family = AF_UNIX;
   } else {
     format_addr(sa, host, sizeof host, c->addr, sizeof c->addr);
+    c->addr_len = (unsigned char)strlen(c->addr);
     memcpy(&c->peer, sa, sa->sa_family == AF_INET6
                              ? sizeof(struct sockaddr_in6)
                              : sizeof(struct sockaddr_in));
@@ -972,6 +1063,7 @@ static void session_client_text(conn *c) {
       d[o++] = num[i];
   }
   d[o] = '\0';
+  c->addr_len = (unsigned char)o;
 }
 
 /* xtext (RFC 3461 4): what is not printable ASCII, '+' and '=' as +HH.
@@ -1426,7 +1518,7 @@ static void log_from_line(conn *c) {
   char *o = log_line(480);
   const char *from = smtpd_session_sender(c->s);
   size_t n = c->tx->qid_len;
-  memcpy(o, c->tx->qid, n);
+  memcpy(o, c->tx->qid, sizeof c->tx->qid); /* whole: a fixed-size copy */
   o = PUT_LIT(o + n, ": from=<");
   if (from)
     o += log_copy_safe(o, from, 279);
@@ -1435,18 +1527,19 @@ static void log_from_line(conn *c) {
   o = PUT_LIT(o, " size=");
   o += fmt_u64(o, c->tx->done_size);
   o = PUT_LIT(o, " client=");
-  n = strlen(c->addr);
-  memcpy(o, c->addr, n);
-  log_line_end(o + n);
+  memcpy(o, c->addr, sizeof c->addr); /* whole, as the queue id */
+  log_line_end(o + c->addr_len);
 }
 
 /* 250 2.0.0 TEXT QID (TEXT a string literal) */
 #define reply_with_qid(c, text) reply_with_qid_n((c), "" text, sizeof(text) - 1)
 static void reply_with_qid_n(conn *c, const char *text, size_t n) {
-  char buf[80];
-  memcpy(buf, text, n);
-  memcpy(buf + n, c->tx->qid, (size_t)c->tx->qid_len + 1);
-  smtpd_session_set_reply(c->s, 250, "2.0.0", buf);
+  char buf[40 + sizeof c->tx->qid];
+  memcpy(buf, text, n); /* n < 40: the callers' literals */
+  memcpy(buf + n, c->tx->qid, sizeof c->tx->qid); /* the NUL within */
+  /* enh NULL: the library's default for 250, "2.0.0", without the
+   * check a given one needs */
+  smtpd_session_set_reply(c->s, 250, NULL, buf);
 }
 
 /* The answer to a message whose commit ended (rc 0: durable in new/,
@@ -2593,7 +2686,7 @@ int main(int argc, char **argv) {
      * pass's timers and the next wait (a pass is short against TICK_MS) */
     uint64_t now = srv->now;
     int wait = next_tick > now ? (int)(next_tick - now) : 0;
-    log_flush(); /* the pass's lines, in one write, before blocking */
+    log_flush_pass(); /* the pass's lines, in one write, before blocking */
     int n = poller_wait(srv->poll, ev, 256, wait);
     srv->now = now_ms();
     if (n < 0) {
@@ -2601,12 +2694,13 @@ int main(int argc, char **argv) {
       return 1;
     }
     for (int i = 0; i < n; i++) {
-      int type = *(int *)ev[i].ptr;
+      void *obj = poller_event_ptr(&ev[i]);
+      int type = *(int *)obj;
       if (type == OBJ_CONN) { /* the common case first */
-        conn_event(ev[i].ptr, ev[i].events);
+        conn_event(obj, poller_event_bits(&ev[i]));
       } else if (type == OBJ_LISTENER) {
         if (!srv->shutting_down)
-          accept_some(srv, ev[i].ptr);
+          accept_some(srv, obj);
       } else if (type == OBJ_SIGNAL) {
         unsigned char b[16];
         while (read(srv->sigpipe.fd, b, sizeof b) > 0)
@@ -2617,7 +2711,8 @@ int main(int argc, char **argv) {
         dl_ready = 1; /* after this batch, as stop: answering a session
                          may close a connection with events in it */
       } else if (type == MG_OBJ_MILTER) {
-        mg_event(ev[i].ptr, ev[i].events); /* its session: mg_next below */
+        mg_event(obj, poller_event_bits(&ev[i])); /* its session:
+                                                     mg_next below */
       }
     }
     if (dl_ready) { /* commits ended: answer their sessions */

@@ -8,19 +8,14 @@
  * a dense pollfd array plus an fd -> slot index so every call but
  * poller_wait is O(1).
  */
-#if defined(__linux__) && !defined(SMTPD_EXAMPLE_USE_POLL)
-#define POLLER_EPOLL 1
-#endif
-
 #define _GNU_SOURCE
-#include "poller.h"
+#include "poller.h" /* POLLER_EPOLL: which of the two */
 
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #ifdef POLLER_EPOLL
-#include <sys/epoll.h>
 #include <sys/syscall.h>
 
 #include "sysio.h"
@@ -48,12 +43,13 @@ void poller_del(poller *p) {
   free(p);
 }
 
+_Static_assert(POLLER_IN == EPOLLIN && POLLER_OUT == EPOLLOUT &&
+                   POLLER_ERR == EPOLLERR && EPOLLHUP == 2 * EPOLLERR,
+               "POLLER_* are the epoll bits");
+
 static struct epoll_event event_of(unsigned events, void *ptr) {
-  struct epoll_event ev = {0};
-  if (events & POLLER_IN)
-    ev.events |= EPOLLIN;
-  if (events & POLLER_OUT)
-    ev.events |= EPOLLOUT;
+  struct epoll_event ev;
+  ev.events = events & (POLLER_IN | POLLER_OUT);
   ev.data.ptr = ptr;
   return ev;
 }
@@ -78,29 +74,16 @@ int poller_remove(poller *p, int fd) {
   return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
-  struct epoll_event ev[256];
-  if (max > 256)
-    max = 256;
+int poller_wait(poller *p, poller_event *ev, int max, int timeout_ms) {
   /* with the delivery threads running, not epoll_wait(3): glibc wraps
    * that cancellation point in bookkeeping this program never needs
-   * (sysio.h); epoll_pwait with no mask is the same call */
+   * (sysio.h); epoll_pwait with no mask is the same call. The events
+   * stay as the kernel wrote them (poller_event_bits reads them). */
   int n = sysio_threaded ? (int)syscall(SYS_epoll_pwait, p->epfd, ev, max,
                                         timeout_ms, NULL, (size_t)8)
                          : epoll_wait(p->epfd, ev, max, timeout_ms);
   if (n < 0)
     return errno == EINTR ? 0 : -1;
-  for (int i = 0; i < n; i++) {
-    unsigned e = 0;
-    if (ev[i].events & EPOLLIN)
-      e |= POLLER_IN;
-    if (ev[i].events & EPOLLOUT)
-      e |= POLLER_OUT;
-    if (ev[i].events & (EPOLLERR | EPOLLHUP))
-      e |= POLLER_ERR;
-    out[i].ptr = ev[i].data.ptr;
-    out[i].events = e;
-  }
   return n;
 }
 

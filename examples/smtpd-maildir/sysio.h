@@ -2,7 +2,8 @@
  * sysio.h - smtpd-maildir: the hot system calls without glibc's thread
  * cancellation bookkeeping.
  *
- * recv, send, write, read and epoll_wait are cancellation points. Once a
+ * recv, send, write, read, epoll_wait, and openat, fsync and close of
+ * the message files are cancellation points. Once a
  * process has a second thread (the delivery threads), glibc brackets each
  * of them with __pthread_enable_asynccancel / _disable (about 150
  * instructions a call, over 600 per message here). This program never
@@ -16,6 +17,7 @@
 #ifndef SMTPD_MAILDIR_SYSIO_H
 #define SMTPD_MAILDIR_SYSIO_H
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -46,6 +48,22 @@ static inline ssize_t sys_read(int fd, void *buf, size_t n) {
     return read(fd, buf, n);
   return (ssize_t)syscall(SYS_read, fd, buf, n);
 }
+static inline int sys_openat(int dirfd, const char *path, int flags,
+                             unsigned mode) {
+  if (!sysio_threaded)
+    return openat(dirfd, path, flags, mode);
+  return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+static inline int sys_fsync(int fd) {
+  if (!sysio_threaded)
+    return fsync(fd);
+  return (int)syscall(SYS_fsync, fd);
+}
+static inline int sys_close(int fd) {
+  if (!sysio_threaded)
+    return close(fd);
+  return (int)syscall(SYS_close, fd);
+}
 #else
 static inline ssize_t sys_recv(int fd, void *buf, size_t n, int flags) {
   return recv(fd, buf, n, flags);
@@ -58,6 +76,16 @@ static inline ssize_t sys_write(int fd, const void *buf, size_t n) {
 }
 static inline ssize_t sys_read(int fd, void *buf, size_t n) {
   return read(fd, buf, n);
+}
+static inline int sys_openat(int dirfd, const char *path, int flags,
+                             unsigned mode) {
+  return openat(dirfd, path, flags, mode);
+}
+static inline int sys_fsync(int fd) {
+  return fsync(fd);
+}
+static inline int sys_close(int fd) {
+  return close(fd);
 }
 #endif
 
