@@ -21,13 +21,35 @@ static char *skip_spaces(char *p) {
   return p;
 }
 
-static void trim_right(char *p) {
+/* Drop trailing spaces; returns the length left. */
+static size_t trim_right(char *p) {
   size_t n;
   if (!*p)
-    return;
+    return 0;
   n = strlen(p);
   while (n && p[n - 1] == ' ')
     p[--n] = '\0';
+  return n;
+}
+
+/* What smtpd_i_apply(s, d, SMTPD_ACCEPT) does when no callback was asked
+ * (so no host reply can have been set): the default success reply unless
+ * the decision writes its own, its apply, the pipelining mark. The
+ * common connect and EHLO take this short way; keep it in step with
+ * decide.c. */
+static void accept_unasked(smtpd_session *s, const smtpd_i_decision *d,
+                           unsigned flags) {
+  s->reply_set = 0;
+  s->dec_flags = flags;
+  if (s->broken)
+    return;
+  s->pending = NULL;
+  if (!(d->flags & D_OWN_SUCCESS))
+    smtpd_i_write_dreply(s, smtpd_i_default_reply(d->kind, SMTPD_ACCEPT));
+  if (d->apply)
+    d->apply(s, 1, 0);
+  if (!s->broken && (flags & SMTPD_CMD_ENDS_GROUP))
+    smtpd_i_set_sync_mark(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -43,6 +65,10 @@ const smtpd_i_decision smtpd_i_dec_connect = {K_CONNECT, D_REPLY_NO_2XX,
 
 void smtpd_i_connect(smtpd_session *s) {
   s->state = ST_CMD;
+  if (!s->cb.on_connect) {
+    accept_unasked(s, &smtpd_i_dec_connect, SMTPD_CMD_ENDS_GROUP);
+    return;
+  }
   SMTPD_I_DECIDE(s, &smtpd_i_dec_connect, SMTPD_CMD_ENDS_GROUP, on_connect,
                  s->ud);
 }
@@ -50,8 +76,10 @@ void smtpd_i_connect(smtpd_session *s) {
 /* ------------------------------------------------------------------ */
 /* HELO / EHLO                                                          */
 
-static int store_helo(smtpd_session *s, const char *name, int esmtp) {
-  size_t n = strlen(name) + 1;
+/* name: len octets and a NUL */
+static int store_helo(smtpd_session *s, const char *name, size_t len,
+                      int esmtp) {
+  size_t n = len + 1;
   if (s->helo_cap < 2 * n) {
     /* the area after the command buffer while both copies fit, then a
      * buffer of its own (the old contents are not kept) */
@@ -81,6 +109,13 @@ static int store_helo(smtpd_session *s, const char *name, int esmtp) {
 
 static void ehlo_reply(smtpd_session *s) {
   const smtpd_config *c = s->cfg;
+  if (!(c->options[SMTPD_OPT_STARTTLS] && !s->tls) &&
+      !(c->options[SMTPD_OPT_REQUIRETLS] && s->tls) &&
+      !(c->sasl && !s->auth_user)) {
+    /* nothing between the fixed parts: the whole reply, ready made */
+    smtpd_i_append(s, c->ehlo_all, c->ehlo_all_len);
+    return;
+  }
   smtpd_i_append(s, c->ehlo_pre, c->ehlo_pre_len);
   if (c->options[SMTPD_OPT_STARTTLS] && !s->tls)
     smtpd_i_reply_n(s, 250, '-', NULL, 0, "STARTTLS", 8, NULL, 0);
@@ -106,7 +141,7 @@ static void apply_helo(smtpd_session *s, int accepted, int host_reply) {
   if (!accepted)
     return;
   smtpd_i_reset_transaction(s);
-  if (store_helo(s, s->pend.str, s->pend.esmtp))
+  if (store_helo(s, s->pend.str, s->pend.len, s->pend.esmtp))
     return;
   if (s->esmtp)
     ehlo_reply(s);
@@ -120,9 +155,10 @@ const smtpd_i_decision smtpd_i_dec_helo = {K_HELO, D_OWN_SUCCESS, apply_helo,
 static void helo(smtpd_session *s, const smtpd_i_row *row, char *arg,
                  int esmtp) {
   smtpd_helo h;
+  size_t len;
   arg = skip_spaces(arg);
-  trim_right(arg);
-  if (!*arg) {
+  len = trim_right(arg);
+  if (!len) {
     smtpd_i_protocol_error(s, 501, "5.5.4",
                            row->verb[0] == 'L' ? "Syntax: LHLO hostname"
                            : esmtp             ? "Syntax: EHLO hostname"
@@ -134,7 +170,7 @@ static void helo(smtpd_session *s, const smtpd_i_row *row, char *arg,
   if (s->cb.on_helo) {
     /* the neutered copy is as long as the argument (at most a command
      * line), in a buffer that only grows */
-    size_t n = strlen(arg) + 1;
+    size_t n = len + 1;
     if (s->scratch_cap < n) {
       char *p = smtpd_i_realloc(&s->cfg->mem, s->scratch, n);
       if (!p) {
@@ -148,7 +184,12 @@ static void helo(smtpd_session *s, const smtpd_i_row *row, char *arg,
     h.safe_name = s->scratch;
   }
   s->pend.str = arg;
+  s->pend.len = (unsigned)len;
   s->pend.esmtp = esmtp;
+  if (!s->cb.on_helo) {
+    accept_unasked(s, row->decision, row->flags);
+    return;
+  }
   h.name = arg;
   h.esmtp = esmtp;
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_helo, &h, s->ud);
@@ -1026,7 +1067,8 @@ static void apply_xclient(smtpd_session *s, int accepted, int host_reply) {
     s->auth_mech = user ? "XCLIENT" : NULL;
   }
   smtpd_i_reset_transaction(s);
-  if (x->helo && !unavailable(x->helo) && store_helo(s, x->helo, 1))
+  if (x->helo && !unavailable(x->helo) &&
+      store_helo(s, x->helo, strlen(x->helo), 1))
     return;
   s->helo_seen = 0; /* the client greets again */
   s->esmtp = 0;

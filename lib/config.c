@@ -41,7 +41,7 @@ static size_t decimal(char *dst, uint64_t v) {
  * internal.h). */
 int smtpd_i_config_rebuild(smtpd_config *c) {
   const smtpd_mem *m = &c->mem;
-  char *pre = NULL, *post = NULL, *greet, num[24];
+  char *pre = NULL, *post = NULL, *all, *greet, num[24];
   size_t pl = 0, ql = 0, i, hl = strlen(c->hostname), bl = strlen(c->banner);
   int rv;
   greet = smtpd_i_alloc(m, smtpd_i_line_size(0, hl + 1, bl));
@@ -113,12 +113,31 @@ int smtpd_i_config_rebuild(smtpd_config *c) {
       b--;
     post[b + 3] = ' ';
   }
+  /* the whole reply when nothing goes between the two parts */
+  all = smtpd_i_alloc(m, pl + ql);
+  if (!all) {
+    smtpd_i_free(m, pre);
+    smtpd_i_free(m, post);
+    return SMTPD_ERR_NOMEM;
+  }
+  memcpy(all, pre, pl);
+  if (ql) {
+    memcpy(all + pl, post, ql);
+  } else {
+    size_t b = pl - 2;
+    while (b > 0 && all[b - 1] != '\n')
+      b--;
+    all[b + 3] = ' ';
+  }
   smtpd_i_free(m, c->ehlo_pre);
   smtpd_i_free(m, c->ehlo_post);
+  smtpd_i_free(m, c->ehlo_all);
   c->ehlo_pre = pre;
   c->ehlo_pre_len = pl;
   c->ehlo_post = post;
   c->ehlo_post_len = ql;
+  c->ehlo_all = all;
+  c->ehlo_all_len = pl + ql;
   return 0;
 }
 
@@ -179,6 +198,7 @@ void smtpd_config_del(smtpd_config *c) {
   smtpd_i_free(&c->mem, c->greeting);
   smtpd_i_free(&c->mem, c->ehlo_pre);
   smtpd_i_free(&c->mem, c->ehlo_post);
+  smtpd_i_free(&c->mem, c->ehlo_all);
   for (i = 0; i < c->n_ehlo_extra; i++)
     smtpd_i_free(&c->mem, c->ehlo_extra[i]);
   smtpd_i_free(&c->mem, c);

@@ -203,9 +203,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
     /* the command buffer comes with the first command octet, and the
      * first output buffer after it in the same block */
     if (!s->cmdbuf) {
-      s->cmdbuf = smtpd_i_alloc(
-          &s->cfg->mem, (size_t)s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1 +
-                            SMTPD_I_OUT_FIRST + SMTPD_I_HELO_FIRST);
+      s->cmdbuf = smtpd_i_alloc(&s->cfg->mem, smtpd_i_cmdbuf_size(s->cfg));
       if (!s->cmdbuf) {
         smtpd_i_fail(s, SMTPD_ERR_NOMEM);
         return end;

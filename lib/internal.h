@@ -73,6 +73,10 @@ struct smtpd_config {
    * ending CRLF and using '-' */
   char *ehlo_pre, *ehlo_post; /* ehlo_post, if any, ends in "250 " */
   size_t ehlo_pre_len, ehlo_post_len;
+  /* both, the last line ending with "250 ": the whole reply when no
+   * STARTTLS, REQUIRETLS or AUTH line goes between them */
+  char *ehlo_all;
+  size_t ehlo_all_len;
   char *greeting; /* "220 <hostname> <banner>" CRLF */
   size_t greeting_len;
 };
@@ -263,6 +267,21 @@ struct smtpd_session {
  * then SMTPD_I_HELO_FIRST octets for a HELO name and its neutered copy
  * when both fit (commands.c). */
 #define SMTPD_I_HELO_FIRST 128u
+/* ... and, 8-aligned after those, the transaction arena's first chunk
+ * (state.c): a header and SMTPD_I_ARENA_FIRST octets, enough for a
+ * sender, a short recipient list and a recipient of about 30 octets
+ * each, so that a small transaction allocates nothing. With the default
+ * 512-octet command line the block is then 1,032 octets, the largest
+ * request glibc serves from its per-thread cache. */
+#define SMTPD_I_ARENA_FIRST 104u
+static inline size_t smtpd_i_arena_first_at(const smtpd_config *c) {
+  return ((size_t)c->limits[SMTPD_LIMIT_COMMAND_LINE] + 1 + SMTPD_I_OUT_FIRST +
+          SMTPD_I_HELO_FIRST + 7) & ~(size_t)7;
+}
+/* the size of the command-line block (input.c allocates it) */
+static inline size_t smtpd_i_cmdbuf_size(const smtpd_config *c) {
+  return smtpd_i_arena_first_at(c) + sizeof(arena_chunk) + SMTPD_I_ARENA_FIRST;
+}
 static inline uint8_t *smtpd_i_out_first(const smtpd_session *s) {
   return s->cmdbuf ? (uint8_t *)s->cmdbuf +
                          s->cfg->limits[SMTPD_LIMIT_COMMAND_LINE] + 1

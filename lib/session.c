@@ -42,13 +42,20 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
   s = smtpd_i_alloc(&cfg->mem, sizeof *s);
   if (!s)
     return SMTPD_ERR_NOMEM;
-  memset(s, 0, sizeof *s);
+  /* everything after the callbacks is zeroed here, they are copied */
+  memset((char *)s + offsetof(smtpd_session, cb_version), 0,
+         sizeof *s - offsetof(smtpd_session, cb_version));
   s->cfg = cfg;
-  if (cb) {
+  if (cb && cb->version == SMTPD_CALLBACKS_VERSION) {
+    s->cb = *cb;
+    s->cb_version = cb->version;
+  } else if (cb) {
     /* only the members the caller's version had; the rest stay NULL */
+    memset(&s->cb, 0, sizeof s->cb);
     memcpy(&s->cb, cb, smtpd_callbacks_size(cb->version));
     s->cb_version = cb->version;
   } else {
+    memset(&s->cb, 0, sizeof s->cb);
     s->cb_version = SMTPD_CALLBACKS_VERSION;
   }
   s->ud = user_data;
@@ -57,26 +64,34 @@ int smtpd_session_new(smtpd_session **out, const smtpd_config *cfg,
   return 0;
 }
 
+/* most of these are NULL when a session ends: no call for those */
+static void release(const smtpd_mem *m, void *p) {
+  if (p)
+    smtpd_i_free(m, p);
+}
+
 void smtpd_session_del(smtpd_session *s) {
   const smtpd_mem *m;
   if (!s)
     return;
   m = &s->cfg->mem;
-  smtpd_i_auth_reset(s);
-  smtpd_i_arena_free(s);
-  smtpd_i_free(m, s->authbuf);
+  if (s->sasl_exch)
+    smtpd_i_auth_reset(s);
+  if (s->arena)
+    smtpd_i_arena_free(s);
+  release(m, s->authbuf);
   if (s->out_cap && s->out != smtpd_i_out_first(s))
     smtpd_i_free(m, s->out);
-  smtpd_i_free(m, s->cmdbuf);
-  smtpd_i_free(m, s->reply);
+  release(m, s->cmdbuf);
+  release(m, s->reply);
   if (s->helo != smtpd_i_helo_first(s))
-    smtpd_i_free(m, s->helo);
-  smtpd_i_free(m, s->scratch);
-  smtpd_i_free(m, s->proxybuf);
-  smtpd_i_free(m, s->client_addr);
-  smtpd_i_free(m, s->client_rdns);
-  smtpd_i_free(m, s->tls_strings);
-  smtpd_i_free(m, s->auth_user);
+    release(m, s->helo);
+  release(m, s->scratch);
+  release(m, s->proxybuf);
+  release(m, s->client_addr);
+  release(m, s->client_rdns);
+  release(m, s->tls_strings);
+  release(m, s->auth_user);
   smtpd_i_free(m, s);
 }
 

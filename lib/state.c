@@ -18,16 +18,31 @@
 /* a chunk and its header in 1 KiB: small enough for a malloc's fast path */
 #define ARENA_CHUNK (1024u - sizeof(arena_chunk))
 
+/* The first chunk is the one in the command-line block (internal.h);
+ * NULL before that block exists (no command yet). When used it is the
+ * oldest in the chain, and the only one whose cap is SMTPD_I_ARENA_FIRST
+ * (the others have at least ARENA_CHUNK). */
+static arena_chunk *arena_first(const smtpd_session *s) {
+  return s->cmdbuf ? (arena_chunk *)(void *)(s->cmdbuf +
+                                             smtpd_i_arena_first_at(s->cfg))
+                   : NULL;
+}
+#define IS_FIRST(c) ((c)->cap == SMTPD_I_ARENA_FIRST)
+
 void *smtpd_i_arena_alloc(smtpd_session *s, size_t n) {
   arena_chunk *c = s->arena;
-  const smtpd_mem *m = &s->cfg->mem;
   n = (n + 7u) & ~(size_t)7u;
   if (!c || c->cap - c->used < n) {
-    size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-    arena_chunk *nc = smtpd_i_alloc(m, sizeof *nc + cap);
-    if (!nc)
-      return NULL;
-    nc->cap = cap;
+    arena_chunk *nc = c ? NULL : arena_first(s);
+    if (nc && n <= SMTPD_I_ARENA_FIRST) {
+      nc->cap = SMTPD_I_ARENA_FIRST;
+    } else {
+      size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+      nc = smtpd_i_alloc(&s->cfg->mem, sizeof *nc + cap);
+      if (!nc)
+        return NULL;
+      nc->cap = cap;
+    }
     nc->used = 0;
     nc->next = c;
     s->arena = c = nc;
@@ -45,10 +60,13 @@ char *smtpd_i_arena_memdup(smtpd_session *s, const char *str, size_t n) {
   return d;
 }
 
-/* Keep the oldest chunk (the steady-state one), free the rest. */
+/* Keep the oldest allocated chunk, free the newer ones; the first chunk
+ * (in the command-line block) stays behind it, unused from now on, so a
+ * session whose transactions outgrow the first chunk still allocates
+ * nothing in the steady state. */
 static void arena_reset(smtpd_session *s) {
   arena_chunk *c = s->arena;
-  while (c && c->next) {
+  while (c && c->next && !IS_FIRST(c->next)) {
     arena_chunk *next = c->next;
     smtpd_i_free(&s->cfg->mem, c);
     c = next;
@@ -58,9 +76,14 @@ static void arena_reset(smtpd_session *s) {
   s->arena = c;
 }
 
+/* All but the first chunk (the command-line block's). */
 void smtpd_i_arena_free(smtpd_session *s) {
-  arena_reset(s);
-  smtpd_i_free(&s->cfg->mem, s->arena);
+  arena_chunk *c = s->arena;
+  while (c && !IS_FIRST(c)) {
+    arena_chunk *next = c->next;
+    smtpd_i_free(&s->cfg->mem, c);
+    c = next;
+  }
   s->arena = NULL;
 }
 
@@ -68,8 +91,11 @@ int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
   char *d;
   if (s->nrcpts == s->rcpts_cap) {
     /* the list lives in the arena too: a longer one is a new copy, the
-     * old one goes with the transaction */
-    size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
+     * old one goes with the transaction. Room for 4 first (a sender, the
+     * list and a recipient fit the first chunk), then 16, then twice. */
+    size_t cap = !s->rcpts_cap        ? 4
+                 : s->rcpts_cap < 16 ? 16
+                                     : s->rcpts_cap * 2;
     char **p = smtpd_i_arena_alloc(s, (cap + 1) * sizeof *p);
     if (!p)
       goto nomem;

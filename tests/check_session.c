@@ -752,6 +752,142 @@ START_TEST(test_no_allocation_steady_state) {
 }
 END_TEST
 
+/* The transaction arena starts in the command-line block: transactions
+ * that outgrow it keep every address right, and once one has, more of
+ * them (and short ones between) allocate nothing. */
+START_TEST(test_transaction_arena) {
+  memstat st;
+  smtpd_mem m;
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb = callbacks();
+  host *h = calloc(1, sizeof *h);
+  long before = 0;
+  int round, k;
+  memset(&st, 0, sizeof st);
+  m = make_mem(&st);
+  ck_assert_int_eq(smtpd_config_new(&c, &m), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  ck_assert_int_eq(converse(s, h, "EHLO client.example\r\n|", 0), 0);
+  for (round = 0; round < 8; round++) {
+    int n = round % 3 == 1 ? 1 : 6 + round; /* 1, or 6..13 recipients */
+    char line[200], want[200];
+    if (round == 1)
+      before = st.allocs;
+    snprintf(line, sizeof line,
+             "MAIL FROM:<sender-%d-with-a-longer-local-part@example.org>\r\n|",
+             round);
+    ck_assert_int_eq(converse(s, h, line, 0), 0);
+    for (k = 0; k < n; k++) {
+      snprintf(line, sizeof line,
+               "RCPT TO:<recipient-%d-%d-with-a-long-name@example.org>\r\n|",
+               round, k);
+      ck_assert_int_eq(converse(s, h, line, 0), 0);
+    }
+    snprintf(want, sizeof want,
+             "sender-%d-with-a-longer-local-part@example.org", round);
+    ck_assert_str_eq(smtpd_session_sender(s), want);
+    ck_assert_uint_eq(smtpd_session_recipient_count(s), (size_t)n);
+    for (k = 0; k < n; k++) {
+      snprintf(want, sizeof want,
+               "recipient-%d-%d-with-a-long-name@example.org", round, k);
+      ck_assert_str_eq(smtpd_session_recipient(s, (size_t)k), want);
+    }
+    ck_assert_ptr_null(smtpd_session_recipient(s, (size_t)n));
+    ck_assert_int_eq(converse(s, h, "DATA\r\n|x\r\n.\r\n|", 0), 0);
+  }
+  /* round 0 warmed up (its chunk is kept); rounds 1..7 allocated nothing */
+  ck_assert_int_eq(st.allocs - before, 0);
+  ck_assert_int_eq(h->completes, 8);
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  ck_assert_int_eq(st.live, 0);
+  free(h);
+}
+END_TEST
+
+/* Connect and HELO/EHLO without a host callback take a short way: the
+ * same replies, byte for byte, as with a callback that accepts, with and
+ * without a STARTTLS line in the EHLO reply. */
+START_TEST(test_unasked_decisions_same_replies) {
+  static const char *const talk =
+      "EHLO a-rather-long-client-name.example.org\r\n|HELO x\r\n|"
+      "EHLO short\r\n|EHLO <odd>\"name\";@\\(here)-and-more-than-16\r\n|"
+      "QUIT\r\n|";
+  int tls, ask;
+  for (tls = 0; tls < 2; tls++) {
+    char out[2][4096];
+    size_t outlen[2];
+    for (ask = 0; ask < 2; ask++) {
+      smtpd_config *c;
+      smtpd_session *s;
+      smtpd_callbacks cb = callbacks();
+      host *h = calloc(1, sizeof *h);
+      if (!ask) {
+        memset(&cb, 0, sizeof cb);
+        cb.version = SMTPD_CALLBACKS_VERSION;
+      }
+      ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+      ck_assert_int_eq(smtpd_config_set_option(c, SMTPD_OPT_STARTTLS, tls), 0);
+      ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+      ck_assert_int_eq(smtpd_session_start(s), 0);
+      ck_assert_int_eq(converse(s, h, talk, 0), 0);
+      ck_assert(h->outlen + 1 < sizeof out[ask]);
+      memcpy(out[ask], h->out, h->outlen);
+      outlen[ask] = h->outlen;
+      smtpd_session_del(s);
+      smtpd_config_del(c);
+      free(h);
+    }
+    ck_assert_uint_eq(outlen[0], outlen[1]);
+    ck_assert(!memcmp(out[0], out[1], outlen[0]));
+    ck_assert(!memcmp(out[0], "220 ", 4));
+    out[0][outlen[0]] = '\0';
+    ck_assert_int_eq(strstr(out[0], "250-STARTTLS\r\n") != NULL, tls);
+    ck_assert_ptr_nonnull(strstr(out[0], "250 8BITMIME\r\n"));
+    ck_assert(!memcmp(out[0] + outlen[0] - 15, "221 2.0.0 Bye\r\n", 15));
+  }
+}
+END_TEST
+
+/* A HELO name of 16 octets and more is copied and checked sixteen at a
+ * time: its neutered copy is still right wherever the odd octet is. */
+START_TEST(test_helo_neutered_long) {
+  smtpd_config *c;
+  smtpd_session *s;
+  smtpd_callbacks cb;
+  host *h = calloc(1, sizeof *h);
+  static const char odd[] = " \"();<>@\\~!";
+  size_t len, pos, k;
+  memset(&cb, 0, sizeof cb);
+  cb.version = SMTPD_CALLBACKS_VERSION;
+  ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+  ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+  ck_assert_int_eq(smtpd_session_start(s), 0);
+  for (len = 15; len <= 40; len++)
+    for (pos = 0; pos <= len; pos++)
+      for (k = 0; k < sizeof odd - 1; k++) {
+        char name[64], safe[64], line[96];
+        size_t i;
+        for (i = 0; i < len; i++)
+          name[i] = (char)('a' + (i * 7 + len) % 26);
+        if (pos < len && (odd[k] != ' ' || (pos > 0 && pos + 1 < len)))
+          name[pos] = odd[k]; /* no space at either end: trimmed */
+        name[len] = '\0';
+        smtpd_neuter(safe, sizeof safe, name);
+        snprintf(line, sizeof line, "EHLO %s\r\n|", name);
+        h->outlen = 0;
+        ck_assert_int_eq(converse(s, h, line, 0), 0);
+        ck_assert_str_eq(smtpd_session_helo(s), name);
+        ck_assert_str_eq(smtpd_session_helo_safe(s), safe);
+      }
+  smtpd_session_del(s);
+  smtpd_config_del(c);
+  free(h);
+}
+END_TEST
+
 /* Engine memory of an idle session after the greeting and EHLO. */
 START_TEST(test_idle_memory) {
   memstat st;
@@ -768,7 +904,8 @@ START_TEST(test_idle_memory) {
   ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
   ck_assert_int_eq(smtpd_session_start(s), 0);
   ck_assert_int_eq(converse(s, h, "EHLO client.example\r\n|", 0), 0);
-  /* engine state + 512-octet line buffer + output buffer + HELO name */
+  /* engine state + 512-octet line buffer + output buffer + HELO area +
+   * the arena's first chunk */
   fprintf(stderr, "idle session: %zu bytes (line buffer 513)\n",
           st.bytes_live - base);
   ck_assert_uint_lt(st.bytes_live - base - 513, 1024 + 256);
@@ -874,6 +1011,9 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_timeouts);
   tcase_add_test(tc, test_body_refusal_split_invariance);
   tcase_add_test(tc, test_no_allocation_steady_state);
+  tcase_add_test(tc, test_transaction_arena);
+  tcase_add_test(tc, test_unasked_decisions_same_replies);
+  tcase_add_test(tc, test_helo_neutered_long);
   tcase_add_test(tc, test_idle_memory);
   tcase_add_test(tc, test_helo_storage);
   tcase_add_test(tc, test_status_snapshot);
