@@ -42,7 +42,13 @@
  *   0x04 L B..  the server writes L octets (client decrypts them)
  *   0x05        client close_notify      0x06  end of file at the server
  *   0x07        client KeyUpdate (1.3)   0x08  client renegotiates (1.2)
- * Without a handshake every op's octets are raw ciphertext. Build:
+ * Without a handshake every op's octets are raw ciphertext.
+ *
+ * Speed: the client resumes a session (a TLS 1.2 or 1.3 session of a full
+ * handshake made at start-up and every ten minutes, with the server
+ * context's tickets) unless the flag byte picks a full handshake (one
+ * flag value in eight, in every mode): the certificate, its signature
+ * and the key exchange were most of an execution's time. Build:
  * tests/fuzz.cmake.
  */
 #define _GNU_SOURCE /* memmem */
@@ -52,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fuzz_common.h"
 #include "smtpd/tls_gnutls.h"
@@ -67,13 +74,7 @@ static int printable_reason(const char *p) {
   return 1;
 }
 
-static void init_once(void) {
-  if (g_ctx)
-    return;
-  FZ_CHECK(smtpd_tls_ctx_new(&g_ctx, NULL) == 0, "tls_ctx_new");
-  FZ_CHECK(smtpd_tls_ctx_set_selfsigned(g_ctx, "mx.example.org") == 0,
-           "selfsigned: %s", smtpd_tls_ctx_error(g_ctx));
-}
+static void init_once(void);
 
 /* ---- the client ------------------------------------------------------------- */
 
@@ -112,9 +113,26 @@ static int c_pull_timeout(gnutls_transport_ptr_t p, unsigned ms) {
   return c->in.len > c->in_off;
 }
 
+/* Kept across executions (docs/fuzzing.md, "Speed"): the client's
+ * (empty) certificate credentials, and per protocol version the session
+ * data of a full handshake with the server context, with which most
+ * executions resume instead of doing a full handshake again. */
+static gnutls_certificate_credentials_t g_ccred;
+static gnutls_datum_t g_resume[2]; /* [tls12] */
+static int g_resume_on = 1;        /* 0 while init_once makes them */
+
+/* The handshake of this execution resumes (most do; a full handshake,
+ * with the server's certificate and signature, when the flags say so:
+ * one flag value in eight, spread over every mode). */
+static int g_resume_now;
+
+static int resume_wanted(uint8_t fl) {
+  return (fz_mix((uint64_t)fl ^ 0x7e5u) & 7) != 0;
+}
+
 static void client_init(client *c, int tls12) {
   memset(c, 0, sizeof *c);
-  FZ_CHECK(gnutls_certificate_allocate_credentials(&c->cred) == 0, "cred");
+  c->cred = g_ccred;
   FZ_CHECK(gnutls_init(&c->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK) == 0, "init");
   FZ_CHECK(gnutls_priority_set_direct(
                c->s,
@@ -129,11 +147,14 @@ static void client_init(client *c, int tls12) {
   gnutls_transport_set_push_function(c->s, c_push);
   gnutls_transport_set_pull_function(c->s, c_pull);
   gnutls_transport_set_pull_timeout_function(c->s, c_pull_timeout);
+  if (g_resume_on && g_resume_now && g_resume[tls12 ? 1 : 0].size)
+    FZ_CHECK(gnutls_session_set_data(c->s, g_resume[tls12 ? 1 : 0].data,
+                                     g_resume[tls12 ? 1 : 0].size) == 0,
+             "session_set_data");
 }
 
 static void client_free(client *c) {
   gnutls_deinit(c->s);
-  gnutls_certificate_free_credentials(c->cred);
   fz_buf_free(&c->in);
   fz_buf_free(&c->out);
 }
@@ -567,6 +588,61 @@ static void check_replies(world *w) {
            "session replies through TLS: %s", why);
 }
 
+/* one full handshake with version tls12, keeping the client's session
+ * data (for TLS 1.3 the ticket comes after the handshake) */
+static void make_resume(int tls12) {
+  world w;
+  int k;
+  gnutls_datum_t *d = &g_resume[tls12];
+  memset(&w, 0, sizeof w);
+  w.st = 1;
+  if (d->data) {
+    gnutls_free(d->data);
+    d->data = NULL;
+    d->size = 0;
+  }
+  FZ_CHECK(smtpd_tls_conn_new(&w.conn, g_ctx) == 0, "conn_new");
+  client_init(&w.cl, tls12);
+  FZ_CHECK(handshake(&w) == 0, "start-up handshake (TLS 1.%d)",
+           tls12 ? 2 : 3);
+  for (k = 0; k < 4 && !tls12 &&
+              !(gnutls_session_get_flags(w.cl.s) & GNUTLS_SFLAGS_SESSION_TICKET);
+       k++)
+    deliver(&w);
+  if (gnutls_session_get_data2(w.cl.s, d) < 0) {
+    d->data = NULL;
+    d->size = 0;
+  }
+  client_free(&w.cl);
+  smtpd_tls_conn_del(w.conn);
+  fz_buf_free(&w.sent);
+  fz_buf_free(&w.got);
+  fz_buf_free(&w.replies);
+  fz_buf_free(&w.srv_sent);
+  fz_buf_free(&w.cl_got);
+}
+
+static void init_once(void) {
+  static time_t made;
+  time_t now = time(NULL);
+  if (!g_ctx) {
+    FZ_CHECK(smtpd_tls_ctx_new(&g_ctx, NULL) == 0, "tls_ctx_new");
+    FZ_CHECK(smtpd_tls_ctx_set_selfsigned(g_ctx, "mx.example.org") == 0,
+             "selfsigned: %s", smtpd_tls_ctx_error(g_ctx));
+    FZ_CHECK(gnutls_certificate_allocate_credentials(&g_ccred) == 0, "cred");
+  }
+  /* fresh session data every ten minutes, well within the tickets'
+   * lifetime (a ticket the server no longer takes only means a full
+   * handshake) */
+  if (made && now - made < 600 && now >= made)
+    return;
+  made = now;
+  g_resume_on = 0;
+  make_resume(0);
+  make_resume(1);
+  g_resume_on = 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   world w;
   size_t i = 1;
@@ -575,6 +651,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 20000)
     return 0;
   init_once();
+  g_resume_now = resume_wanted(data[0]);
   if ((data[0] & 0x18) == 0x18) {
     wrapper(data, size);
     return 0;
@@ -688,8 +765,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (w.pump)
     check_replies(&w);
   if (getenv("FUZZ_DEBUG"))
-    fprintf(stderr, "tls: hs %d failed %d sent %zu got %zu replies [%.*s]\n",
-            w.hs, w.failed, w.sent.len, w.got.len, (int)w.replies.len,
+    fprintf(stderr,
+            "tls: hs %d resumed %d failed %d sent %zu got %zu replies "
+            "[%.*s]\n",
+            w.hs, (int)gnutls_session_is_resumed(w.cl.s), w.failed,
+            w.sent.len, w.got.len, (int)w.replies.len,
             (const char *)w.replies.p);
   client_free(&w.cl);
 done:
