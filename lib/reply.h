@@ -44,7 +44,7 @@ int smtpd_i_append_grow(smtpd_session *s, const void *p, size_t n);
  * buffer: every reply goes through here. */
 static inline int smtpd_i_append(smtpd_session *s, const void *p, size_t n) {
   if (n && s->out_start + s->out_len + n <= s->out_cap) {
-    memcpy(s->out + s->out_start + s->out_len, p, n);
+    smtpd_i_copy(s->out + s->out_start + s->out_len, p, n);
     s->out_len += n;
     s->out_total += n;
     return 0;

@@ -29,32 +29,48 @@ static arena_chunk *arena_first(const smtpd_session *s) {
 }
 #define IS_FIRST(c) ((c)->cap == SMTPD_I_ARENA_FIRST)
 
-void *smtpd_i_arena_alloc(smtpd_session *s, size_t n) {
+/* arena_grow - a chunk with room for n (a multiple of 8) at the head of
+ * the chain: the first chunk when the chain is empty and n fits it, else
+ * a new allocation. */
+static void *arena_grow(smtpd_session *s, size_t n) {
+  arena_chunk *c = s->arena;
+  arena_chunk *nc = c ? NULL : arena_first(s);
+  if (nc && n <= SMTPD_I_ARENA_FIRST) {
+    nc->cap = SMTPD_I_ARENA_FIRST;
+  } else {
+    size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+    nc = smtpd_i_alloc(&s->cfg->mem, sizeof *nc + cap);
+    if (!nc)
+      return NULL;
+    nc->cap = cap;
+  }
+  nc->used = n;
+  nc->next = c;
+  s->arena = nc;
+  return nc + 1;
+}
+
+/* n octets, 8-aligned, from the head chunk when it has room (inline: a
+ * recipient's address takes this way) */
+static inline void *arena_take(smtpd_session *s, size_t n) {
   arena_chunk *c = s->arena;
   n = (n + 7u) & ~(size_t)7u;
-  if (!c || c->cap - c->used < n) {
-    arena_chunk *nc = c ? NULL : arena_first(s);
-    if (nc && n <= SMTPD_I_ARENA_FIRST) {
-      nc->cap = SMTPD_I_ARENA_FIRST;
-    } else {
-      size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-      nc = smtpd_i_alloc(&s->cfg->mem, sizeof *nc + cap);
-      if (!nc)
-        return NULL;
-      nc->cap = cap;
-    }
-    nc->used = 0;
-    nc->next = c;
-    s->arena = c = nc;
+  if (c && c->cap - c->used >= n) {
+    void *p = (char *)(c + 1) + c->used;
+    c->used += n;
+    return p;
   }
-  c->used += n;
-  return (char *)(c + 1) + c->used - n;
+  return arena_grow(s, n);
+}
+
+void *smtpd_i_arena_alloc(smtpd_session *s, size_t n) {
+  return arena_take(s, n);
 }
 
 char *smtpd_i_arena_memdup(smtpd_session *s, const char *str, size_t n) {
-  char *d = smtpd_i_arena_alloc(s, n + 1);
+  char *d = arena_take(s, n + 1);
   if (d) {
-    memcpy(d, str, n);
+    smtpd_i_copy(d, str, n);
     d[n] = '\0';
   }
   return d;
@@ -96,7 +112,7 @@ int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
     size_t cap = !s->rcpts_cap        ? 4
                  : s->rcpts_cap < 16 ? 16
                                      : s->rcpts_cap * 2;
-    char **p = smtpd_i_arena_alloc(s, (cap + 1) * sizeof *p);
+    char **p = arena_take(s, (cap + 1) * sizeof *p);
     if (!p)
       goto nomem;
     if (s->nrcpts)
@@ -104,9 +120,11 @@ int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
     s->rcpts = p;
     s->rcpts_cap = cap;
   }
-  d = smtpd_i_arena_memdup(s, addr, len);
+  d = arena_take(s, len + 1);
   if (!d)
     goto nomem;
+  smtpd_i_copy(d, addr, len);
+  d[len] = '\0';
   s->rcpts[s->nrcpts++] = d;
   s->rcpts[s->nrcpts] = NULL;
   return 0;

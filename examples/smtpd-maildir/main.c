@@ -315,7 +315,8 @@ static void envelope_clear(conn *c) {
   t->dsn_ret = SMTPD_DSN_RET_UNSPECIFIED;
   t->requiretls = 0;
   for (size_t i = 0; i < t->nrcpts; i++)
-    free(t->rcpts[i].orcpt);
+    if (t->rcpts[i].orcpt) /* ORCPT is rare: no call for the others */
+      free(t->rcpts[i].orcpt);
   t->nrcpts = 0;
 }
 
@@ -1205,8 +1206,8 @@ static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
   while (c->tx->nrcpts > r->index) /* an entry a later refusal left behind */
     free(c->tx->rcpts[--c->tx->nrcpts].orcpt);
   rcpt_info *ri = &c->tx->rcpts[c->tx->nrcpts];
-  memset(ri, 0, sizeof *ri);
   ri->notify = r->dsn_notify;
+  ri->orcpt = NULL;
   ri->refused = refused;
   if (r->dsn_orcpt) {
     char *x = xtext_encode(r->dsn_orcpt);
@@ -1221,7 +1222,7 @@ static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
     free(x);
   }
   c->tx->nrcpts++;
-  return mg_on_rcpt(c->mg, r);
+  return c->mg ? mg_on_rcpt(c->mg, r) : SMTPD_ACCEPT;
 }
 
 /* XCLIENT: only from --xclient-from networks; the core then takes the
