@@ -251,6 +251,42 @@ START_TEST(test_body_checked) {
 }
 END_TEST
 
+/* \{N:chars} expands to exactly N copies of chars: checked against the
+ * literal text, for unit widths 1-5 and counts around the powers of two
+ * the expansion doubles through. */
+START_TEST(test_repeat_escape) {
+  static const char *units[] = {"a", "xy", "abc", "wxyz", "01234"};
+  static const unsigned counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 31, 33};
+  size_t u, k;
+  for (u = 0; u < sizeof units / sizeof units[0]; u++)
+    for (k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+      smtpd_transcript_result res;
+      char text[2048], lit[256];
+      size_t i, w = strlen(units[u]), o = 0;
+      for (i = 0; i < counts[k]; i++, o += w)
+        memcpy(lit + o, units[u], w);
+      lit[o] = '\0';
+      snprintf(text, sizeof text,
+               HDR "C: HELO x\nS: 250 mx.example\n"
+                   "C: MAIL FROM:<a@b.example>\nS: 250 2.1.0 Ok\n"
+                   "C: RCPT TO:<c@d.example>\nS: 250 2.1.5 Ok\n"
+                   "C: DATA\nS: 354 End data with <CR><LF>.<CR><LF>\n"
+                   "C: <\\{%u:%s}>\nC: .\nS: 250 2.0.0 Ok: queued\n"
+                   "B: <%s>\n",
+               counts[k], units[u], lit);
+      ck_assert_msg(run_text(text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res) ==
+                            SMTPD_OK &&
+                        res.passed,
+                    "\\{%u:%s}: %s", counts[k], units[u], res.message);
+      /* one more copy in the expectation is a mismatch */
+      snprintf(text + strlen(text) - 2, sizeof text - strlen(text) + 2,
+               "%s>\n", units[u]);
+      ck_assert_int_eq(run_text(text, SMTPD_TRANSCRIPT_SPLIT_WHOLE, &res),
+                       SMTPD_TRANSCRIPT_MISMATCH);
+    }
+}
+END_TEST
+
 START_TEST(test_closed_checked) {
   smtpd_transcript_result res;
   ck_assert_int_eq(run_text(HDR "C: NOOP\nS: 250 2.0.0 Ok\nCLOSED\n",
@@ -1198,6 +1234,7 @@ static Suite *transcripts_suite(void) {
   tcase_add_test(driver, test_escaped_actual);
   tcase_add_test(driver, test_events_checked);
   tcase_add_test(driver, test_body_checked);
+  tcase_add_test(driver, test_repeat_escape);
   tcase_add_test(driver, test_closed_checked);
   tcase_add_test(driver, test_decisions);
   tcase_add_test(driver, test_verdict_words);
