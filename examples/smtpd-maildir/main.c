@@ -1184,44 +1184,56 @@ static int rcpt_refused(const server *srv, const char *addr) {
   return 0;
 }
 
+/* on_rcpt's rare steps, out of its way: room for entry r->index, the
+ * entries a later refusal left behind, the ORCPT text (*orcpt, or NULL).
+ * Returns -1 when out of memory. */
+static int rcpt_prepare(conn_txn *t, const smtpd_rcpt *r, char **orcpt) {
+  *orcpt = NULL;
+  if (r->index >= t->rcpts_cap) {
+    size_t cap = t->rcpts_cap ? 2 * t->rcpts_cap : 8;
+    rcpt_info *n = realloc(t->rcpts, cap * sizeof *n);
+    if (n == NULL)
+      return -1;
+    t->rcpts = n;
+    t->rcpts_cap = cap;
+  }
+  while (t->nrcpts > r->index) /* an entry a later refusal left behind */
+    free(t->rcpts[--t->nrcpts].orcpt);
+  if (r->dsn_orcpt) {
+    char *x = xtext_encode(r->dsn_orcpt);
+    const char *type = r->dsn_orcpt_type ? r->dsn_orcpt_type : "rfc822";
+    size_t len = x ? strlen(type) + 1 + strlen(x) + 1 : 0;
+    *orcpt = x ? malloc(len) : NULL;
+    if (*orcpt == NULL) {
+      free(x);
+      return -1;
+    }
+    snprintf(*orcpt, len, "%s;%s", type, x);
+    free(x);
+  }
+  return 0;
+}
+
 /* RCPT: --reject-rcpt refuses here (SMTP) or at the end of the message
  * (LMTP, one reply per recipient); NOTIFY and ORCPT are kept by the
  * recipient's index for the X-Envelope-To field. */
 static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
                              void *ud) {
   conn *c = ud;
-  int refused = rcpt_refused(c->srv, r->address);
+  conn_txn *t = c->tx;
+  char *orcpt = NULL;
+  int refused = c->srv->opt.nreject_rcpt && rcpt_refused(c->srv, r->address);
   if (refused && !c->srv->opt.lmtp) {
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
-  if (r->index >= c->tx->rcpts_cap) {
-    size_t cap = c->tx->rcpts_cap ? 2 * c->tx->rcpts_cap : 8;
-    rcpt_info *n = realloc(c->tx->rcpts, cap * sizeof *n);
-    if (n == NULL)
-      return SMTPD_TEMPFAIL;
-    c->tx->rcpts = n;
-    c->tx->rcpts_cap = cap;
-  }
-  while (c->tx->nrcpts > r->index) /* an entry a later refusal left behind */
-    free(c->tx->rcpts[--c->tx->nrcpts].orcpt);
-  rcpt_info *ri = &c->tx->rcpts[c->tx->nrcpts];
+  if ((r->index >= t->rcpts_cap || t->nrcpts > r->index || r->dsn_orcpt) &&
+      rcpt_prepare(t, r, &orcpt) < 0)
+    return SMTPD_TEMPFAIL;
+  rcpt_info *ri = &t->rcpts[t->nrcpts++];
   ri->notify = r->dsn_notify;
-  ri->orcpt = NULL;
+  ri->orcpt = orcpt;
   ri->refused = refused;
-  if (r->dsn_orcpt) {
-    char *x = xtext_encode(r->dsn_orcpt);
-    const char *type = r->dsn_orcpt_type ? r->dsn_orcpt_type : "rfc822";
-    size_t len = x ? strlen(type) + 1 + strlen(x) + 1 : 0;
-    ri->orcpt = x ? malloc(len) : NULL;
-    if (ri->orcpt == NULL) {
-      free(x);
-      return SMTPD_TEMPFAIL;
-    }
-    snprintf(ri->orcpt, len, "%s;%s", type, x);
-    free(x);
-  }
-  c->tx->nrcpts++;
   return c->mg ? mg_on_rcpt(c->mg, r) : SMTPD_ACCEPT;
 }
 
