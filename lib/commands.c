@@ -15,6 +15,13 @@
 #include "reply.h"
 #include "parse.h"
 
+/* Kept out of the handlers' common paths (a RCPT without parameters). */
+#if defined(__GNUC__)
+#define OUT_OF_LINE __attribute__((noinline))
+#else
+#define OUT_OF_LINE
+#endif
+
 static char *skip_spaces(char *p) {
   while (*p == ' ')
     p++;
@@ -259,31 +266,13 @@ static char *after_keyword(char *arg, int mail) {
   return skip_spaces(arg + 4);
 }
 
-/* Parse "<path> [params]" after FROM:/TO:. Returns the parameter count,
- * or -1 after replying. */
-static int path_and_params(smtpd_session *s, char *arg, int mail,
-                           unsigned flags, char *scratch, smtpd_i_path *path,
-                           smtpd_param *params) {
-  char *p = after_keyword(arg, mail), *rest;
-  smtpd_i_path_status st;
+/* The parameters after a path (rest is not empty); the count, or -1
+ * after replying. */
+OUT_OF_LINE static int params_after(smtpd_session *s, char *rest, int mail,
+                                    int utf8, smtpd_param *params) {
   int n;
-  if (!p) {
-    smtpd_i_protocol_error(s, 501, "5.5.4",
-                           mail ? "Syntax: MAIL FROM:<address>"
-                                : "Syntax: RCPT TO:<address>",
-                           0);
-    return -1;
-  }
-  st = smtpd_i_parse_path(p, flags, scratch, path, &rest);
-  if (st == SMTPD_I_PATH_OK && *rest && *rest != ' ')
-    st = SMTPD_I_PATH_SYNTAX;
-  if (st != SMTPD_I_PATH_OK) {
-    path_error(s, st, mail);
-    return -1;
-  }
   trim_right(rest);
-  n = smtpd_i_parse_params(rest, params, SMTPD_I_MAX_PARAMS,
-                           (flags & SMTPD_I_PATH_UTF8) != 0);
+  n = smtpd_i_parse_params(rest, params, SMTPD_I_MAX_PARAMS, utf8);
   if (n < 0)
     smtpd_i_protocol_error(
         s, 501, "5.5.4",
@@ -292,6 +281,38 @@ static int path_and_params(smtpd_session *s, char *arg, int mail,
                 : "Syntax: RCPT TO:<address> [parameters]",
         0);
   return n;
+}
+
+/* No "FROM:" / "TO:" where it belongs; -1 after replying. */
+OUT_OF_LINE static int keyword_error(smtpd_session *s, int mail) {
+  smtpd_i_protocol_error(s, 501, "5.5.4",
+                         mail ? "Syntax: MAIL FROM:<address>"
+                              : "Syntax: RCPT TO:<address>",
+                         0);
+  return -1;
+}
+
+/* Parse "<path> [params]" after FROM:/TO:. Returns the parameter count,
+ * or -1 after replying. Small enough to inline, the replies and the
+ * parameters out of line: the common RCPT has none. */
+static inline int path_and_params(smtpd_session *s, char *arg, int mail,
+                                  unsigned flags, char *scratch,
+                                  smtpd_i_path *path, smtpd_param *params) {
+  char *p = after_keyword(arg, mail), *rest;
+  smtpd_i_path_status st;
+  if (!p)
+    return keyword_error(s, mail);
+  st = smtpd_i_parse_path(p, flags, scratch, path, &rest);
+  if (st == SMTPD_I_PATH_OK && *rest && *rest != ' ')
+    st = SMTPD_I_PATH_SYNTAX;
+  if (st != SMTPD_I_PATH_OK) {
+    path_error(s, st, mail);
+    return -1;
+  }
+  if (!*rest) /* the common case: nothing follows the path */
+    return 0;
+  return params_after(s, rest, mail, (flags & SMTPD_I_PATH_UTF8) != 0,
+                      params);
 }
 
 /* A parameter the core does not know: declared by the host (and its
@@ -541,57 +562,78 @@ static void apply_rcpt(smtpd_session *s, int accepted, int host_reply) {
 
 const smtpd_i_decision smtpd_i_dec_rcpt = {K_RCPT, 0, apply_rcpt, NULL};
 
-void smtpd_i_cmd_rcpt(smtpd_session *s, const smtpd_i_row *row, char *arg) {
-  char scratch[SMTPD_I_PATH_SCRATCH];
-  smtpd_param params[SMTPD_I_MAX_PARAMS];
-  smtpd_i_path path;
-  smtpd_rcpt r;
-  int n, i;
-
-  n = path_and_params(s, arg, 0,
-                      SMTPD_I_PATH_ALLOW_POSTMASTER |
-                          (s->smtputf8 ? SMTPD_I_PATH_UTF8 : 0),
-                      scratch, &path, params);
-  if (n < 0)
-    return;
-  r.dsn_notify = 0;
-  r.dsn_orcpt_type = r.dsn_orcpt = NULL;
+/* RCPT's parameters (n > 0): the DSN fields of *r, the host's declared
+ * ones, or an error. Returns non-zero after replying. */
+OUT_OF_LINE static int rcpt_params(smtpd_session *s, const smtpd_param *params,
+                                   int n, smtpd_rcpt *r) {
+  int i;
+  r->dsn_notify = 0;
+  r->dsn_orcpt_type = r->dsn_orcpt = NULL;
   for (i = 0; i < n; i++) {
     const char *k = params[i].keyword;
     int dsn = s->cfg->options[SMTPD_OPT_DSN];
     if (i && repeated(params, i)) {
       param_error(s, k, 1);
-      return;
+      return 1;
     }
     if (dsn && !strcmp(k, "NOTIFY")) {
-      if (!(r.dsn_notify = parse_notify(params[i].value))) {
+      if (!(r->dsn_notify = parse_notify(params[i].value))) {
         param_error(s, k, 0);
-        return;
+        return 1;
       }
     } else if (dsn && !strcmp(k, "ORCPT")) {
-      if (parse_orcpt((char *)params[i].value, &r)) {
+      if (parse_orcpt((char *)params[i].value, r)) {
         param_error(s, k, 0);
-        return;
+        return 1;
       }
     } else if (host_param(s, &params[i], SMTPD_PARAM_RCPT)) {
-      return;
+      return 1;
     }
   }
+  return 0;
+}
+
+/* The on_rcpt event; its DSN fields are set already when n > 0. */
+static const smtpd_rcpt *rcpt_event(smtpd_rcpt *r, const smtpd_i_path *path,
+                                    const smtpd_param *params, int n,
+                                    size_t index) {
+  if (!n) {
+    r->dsn_notify = 0;
+    r->dsn_orcpt_type = r->dsn_orcpt = NULL;
+  }
+  r->address = path->address;
+  r->local = path->local;
+  r->domain = path->domain;
+  r->params = params;
+  r->nparams = (size_t)n;
+  r->index = index;
+  return r;
+}
+
+void smtpd_i_cmd_rcpt(smtpd_session *s, const smtpd_i_row *row, char *arg) {
+  char scratch[SMTPD_I_PATH_SCRATCH];
+  smtpd_param params[SMTPD_I_MAX_PARAMS];
+  smtpd_i_path path;
+  smtpd_rcpt r;
+  int n;
+
+  n = path_and_params(s, arg, 0,
+                      SMTPD_I_PATH_ALLOW_POSTMASTER |
+                          (s->smtputf8 ? SMTPD_I_PATH_UTF8 : 0),
+                      scratch, &path, params);
+  if (n < 0 || (n && rcpt_params(s, params, n, &r)))
+    return;
   if (s->nrcpts >= s->cfg->limits[SMTPD_LIMIT_RECIPIENTS]) {
     /* a client that keeps going past the limit is making errors: it
      * ends in 421 like any other (issue: 100,000 pipelined RCPTs) */
     smtpd_i_protocol_error(s, 452, "4.5.3", "Error: too many recipients", 0);
     return;
   }
-  r.address = path.address;
-  r.local = path.local;
-  r.domain = path.domain;
-  r.params = params;
-  r.nparams = (size_t)n;
-  r.index = s->nrcpts;
   s->pend.str = path.address;
   s->pend.len = (unsigned)path.address_len;
-  SMTPD_I_DECIDE(s, row->decision, row->flags, on_rcpt, &r, s->ud);
+  /* the event is filled only when there is a callback to see it */
+  SMTPD_I_DECIDE(s, row->decision, row->flags, on_rcpt,
+                 rcpt_event(&r, &path, params, n, s->nrcpts), s->ud);
 }
 
 /* ------------------------------------------------------------------ */

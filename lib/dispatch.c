@@ -18,9 +18,16 @@
 #define BA SMTPD_CMD_BEFORE_AUTH
 #define EG SMTPD_CMD_ENDS_GROUP
 
-/* core_row() finds MAIL, RCPT, DATA, EHLO, HELO and QUIT by their first
- * letter and searches the rest: keep the first five first, in this
- * order, and QUIT eighth. */
+/* Kept out of smtpd_i_dispatch so that its common path stays small. */
+#if defined(__GNUC__)
+#define OUT_OF_LINE __attribute__((noinline))
+#else
+#define OUT_OF_LINE
+#endif
+
+/* core_row() and by_letter[] find MAIL, RCPT, DATA, EHLO, HELO and QUIT
+ * by their first letter (core_row then searches the rest): keep the first
+ * five first, in this order, and QUIT eighth. */
 static const smtpd_i_row table[] = {
     ROW("MAIL", SMTPD_CMD_NEEDS_HELO | SMTPD_CMD_NO_MAIL, smtpd_i_cmd_mail,
         &smtpd_i_dec_mail, "Error: nested MAIL command"),
@@ -89,8 +96,14 @@ static int is_http_or_header(const char *line, size_t verb_len) {
   return 0;
 }
 
-/* The checks a row's flags ask for; 0 when the command may run. */
-static int refused(smtpd_session *s, const smtpd_i_row *row) {
+/* The checks a row's flags ask for; 0 when the command may run. The
+ * common case (no TLS or AUTH requirement, the session in the state the
+ * row needs) costs a few tests; the replies are made out of line. */
+#define STATE_FLAGS                                                          \
+  (SMTPD_CMD_NEEDS_HELO | SMTPD_CMD_NO_MAIL | SMTPD_CMD_NEEDS_MAIL |         \
+   SMTPD_CMD_NEEDS_RCPT)
+
+OUT_OF_LINE static int refuse(smtpd_session *s, const smtpd_i_row *row) {
   const smtpd_config *c = s->cfg;
   unsigned f = row->flags;
   if (c->options[SMTPD_OPT_REQUIRE_TLS] && !s->tls &&
@@ -126,6 +139,20 @@ static int refused(smtpd_session *s, const smtpd_i_row *row) {
     return 1;
   }
   return 0;
+}
+
+/* Whether refuse() would pass: the same conditions, no replies. A row
+ * whose state flags the session meets, with neither requirement on,
+ * needs no further look; anything else asks refuse(). */
+static inline int refused(smtpd_session *s, const smtpd_i_row *row) {
+  const smtpd_config *c = s->cfg;
+  unsigned f = row->flags;
+  if (!(c->options[SMTPD_OPT_REQUIRE_TLS] |
+        c->options[SMTPD_OPT_REQUIRE_AUTH]) &&
+      (!(f & STATE_FLAGS) ||
+       (f & STATE_FLAGS) == (s->in_mail ? SMTPD_CMD_NEEDS_MAIL : 0u)))
+    return 0;
+  return refuse(s, row);
 }
 
 static inline void run(smtpd_session *s, const smtpd_i_row *row, char *arg) {
@@ -178,49 +205,68 @@ static const smtpd_i_row *core_row(const char *line, size_t vl) {
                       line, vl);
 }
 
-void smtpd_i_dispatch(smtpd_session *s, char *line) {
+/* The six most frequent rows (see core_row) by the five low bits of the
+ * first letter of their verb (either case). */
+static const smtpd_i_row *const by_letter[32] = {
+    ['M' & 31] = &table[0], ['R' & 31] = &table[1], ['D' & 31] = &table[2],
+    ['E' & 31] = &table[3], ['H' & 31] = &table[4], ['Q' & 31] = &table[7]};
+
+/* The row of one of those verbs at the start of line, followed by a space
+ * or the end: the common case, found without scanning for the verb's end
+ * (the four octets equal the verb upper-cased only when they are its
+ * letters, so the verb is four long). NULL for anything else. */
+static const smtpd_i_row *four_letter_row(const char *line) {
+  const smtpd_i_row *r;
+  if (!line[0] || !line[1] || !line[2] || !line[3] ||
+      (line[4] != ' ' && line[4] != '\0'))
+    return NULL;
+  r = by_letter[line[0] & 31];
+  return r && upper4(r->verb) == upper4(line) ? r : NULL;
+}
+
+/* Everything but a frequent verb in the command state: the rejected
+ * session, the verb's length and row, rows under an option, the host's
+ * verbs (its row built in *host), the rest. Returns the row to run with
+ * *arg set, or NULL when the line was answered. */
+OUT_OF_LINE static const smtpd_i_row *
+other_row(smtpd_session *s, char *line, char **arg, smtpd_i_row *host) {
   const smtpd_config *c = s->cfg;
   const smtpd_i_row *row;
   size_t vl = 0, i;
-  char *arg;
   while (line[vl] && line[vl] != ' ')
     vl++;
-  arg = line + vl;
+  *arg = line + vl;
 
   if (s->state == ST_REJECTED) {
     if (vl == 4 && smtpd_i_ieq(line, "QUIT", 4))
-      smtpd_i_cmd_quit(s, NULL, arg);
+      smtpd_i_cmd_quit(s, NULL, *arg);
     else
       smtpd_i_protocol_error(s, 503, "5.5.1", "Error: no SMTP service here",
                              0);
-    return;
+    return NULL;
   }
   row = core_row(line, vl);
   if (row && row->only && !row_enabled(c, row)) {
     if (vl == 4 && smtpd_i_ieq(line, "BDAT", 4)) {
       smtpd_i_protocol_error(s, 502, "5.5.1",
                              "Error: command not implemented", 0);
-      return;
+      return NULL;
     }
     row = NULL;
   }
-  if (row) {
-    run(s, row, arg);
-    return;
-  }
+  if (row)
+    return row;
   for (i = 0; i < c->ncmds; i++) {
     const smtpd_i_host_cmd *h = &c->cmds[i];
     if (h->len == vl && smtpd_i_ieq(line, h->verb, vl)) {
-      smtpd_i_row hr;
-      hr.verb = h->verb;
-      hr.len = h->len;
-      hr.only = 0;
-      hr.flags = h->flags;
-      hr.run = smtpd_i_cmd_host;
-      hr.decision = &smtpd_i_dec_command;
-      hr.in_mail_text = NULL;
-      run(s, &hr, arg);
-      return;
+      host->verb = h->verb;
+      host->len = h->len;
+      host->only = 0;
+      host->flags = h->flags;
+      host->run = smtpd_i_cmd_host;
+      host->decision = &smtpd_i_dec_command;
+      host->in_mail_text = NULL;
+      return host;
     }
   }
   if (vl == 4)
@@ -228,13 +274,26 @@ void smtpd_i_dispatch(smtpd_session *s, char *line) {
       if (smtpd_i_ieq(line, not_implemented[i], 4)) {
         smtpd_i_protocol_error(s, 502, "5.5.1",
                                "Error: command not implemented", 0);
-        return;
+        return NULL;
       }
   if (is_http_or_header(line, vl)) {
     smtpd_i_reply(s, 221, "2.7.0", "Error: I can break rules, too. Goodbye.");
     smtpd_i_notice(s, SMTPD_NOTICE_HTTP_COMMAND, 221, 0);
     smtpd_i_close(s, SMTPD_CLOSE_HTTP);
-    return;
+    return NULL;
   }
   smtpd_i_protocol_error(s, 500, "5.5.2", "Error: command not recognized", 0);
+  return NULL;
+}
+
+void smtpd_i_dispatch(smtpd_session *s, char *line) {
+  smtpd_i_row host;
+  const smtpd_i_row *row = four_letter_row(line);
+  char *arg = line + 4;
+  if (!row || row->only || s->state == ST_REJECTED) {
+    row = other_row(s, line, &arg, &host);
+    if (!row)
+      return;
+  }
+  run(s, row, arg);
 }
