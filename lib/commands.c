@@ -39,26 +39,6 @@ static size_t trim_right(char *p) {
   return n;
 }
 
-/* What smtpd_i_apply(s, d, SMTPD_ACCEPT) does when no callback was asked
- * (so no host reply can have been set): the default success reply unless
- * the decision writes its own, its apply, the pipelining mark. The
- * common connect and EHLO take this short way; keep it in step with
- * decide.c. */
-static void accept_unasked(smtpd_session *s, const smtpd_i_decision *d,
-                           unsigned flags) {
-  s->reply_set = 0;
-  s->dec_flags = flags;
-  if (s->broken)
-    return;
-  s->pending = NULL;
-  if (!(d->flags & D_OWN_SUCCESS))
-    smtpd_i_write_dreply(s, smtpd_i_default_reply(d->kind, SMTPD_ACCEPT));
-  if (d->apply)
-    d->apply(s, 1, 0);
-  if (!s->broken && (flags & SMTPD_CMD_ENDS_GROUP))
-    smtpd_i_set_sync_mark(s);
-}
-
 /* ------------------------------------------------------------------ */
 /* connect                                                              */
 
@@ -72,10 +52,6 @@ const smtpd_i_decision smtpd_i_dec_connect = {K_CONNECT, D_REPLY_NO_2XX,
 
 void smtpd_i_connect(smtpd_session *s) {
   s->state = ST_CMD;
-  if (!s->cb.on_connect) {
-    accept_unasked(s, &smtpd_i_dec_connect, SMTPD_CMD_ENDS_GROUP);
-    return;
-  }
   SMTPD_I_DECIDE(s, &smtpd_i_dec_connect, SMTPD_CMD_ENDS_GROUP, on_connect,
                  s->ud);
 }
@@ -193,10 +169,6 @@ static void helo(smtpd_session *s, const smtpd_i_row *row, char *arg,
   s->pend.str = arg;
   s->pend.len = (unsigned)len;
   s->pend.esmtp = esmtp;
-  if (!s->cb.on_helo) {
-    accept_unasked(s, row->decision, row->flags);
-    return;
-  }
   h.name = arg;
   h.esmtp = esmtp;
   SMTPD_I_DECIDE(s, row->decision, row->flags, on_helo, &h, s->ud);

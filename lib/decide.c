@@ -27,41 +27,30 @@ void smtpd_i_end_by_host(smtpd_session *s, smtpd_verdict v) {
 
 void smtpd_i_apply(smtpd_session *s, const smtpd_i_decision *d,
                    smtpd_verdict v) {
-  int code, accepted = 1, host_reply = 0;
+  int code, accepted, host_reply;
   s->pending = NULL;
-  if (v == SMTPD_ACCEPT && !s->reply_set) {
-    /* the usual answer first: accepted, the default reply */
-    if (d->flags & D_OWN_SUCCESS) {
-      code = 200;
-    } else {
-      const smtpd_i_dreply *r = &smtpd_i_defaults[d->kind][0];
-      code = r->code;
-      smtpd_i_write_dreply(s, r);
-    }
-  } else {
-    if (v == SMTPD_DISCONNECT || v == SMTPD_ABORT) {
-      smtpd_i_end_by_host(s, v);
-      return;
-    }
-    if (v != SMTPD_ACCEPT && v != SMTPD_REJECT)
-      v = SMTPD_TEMPFAIL;
-    accepted = v == SMTPD_ACCEPT;
-    /* a host reply that contradicts the verdict is ignored: the verdict
-     * decides, so a REJECT can never turn into an accepted command */
-    if (s->reply_set && (s->reply_code < 400) != accepted)
-      s->reply_set = 0;
-    host_reply = s->reply_set;
+  if (v == SMTPD_DISCONNECT || v == SMTPD_ABORT) {
+    smtpd_i_end_by_host(s, v);
+    return;
+  }
+  if (v != SMTPD_ACCEPT && v != SMTPD_REJECT)
+    v = SMTPD_TEMPFAIL;
+  accepted = v == SMTPD_ACCEPT;
+  /* a host reply that contradicts the verdict is ignored: the verdict
+   * decides, so a REJECT can never turn into an accepted command */
+  if (s->reply_set && (s->reply_code < 400) != accepted)
     s->reply_set = 0;
-    if (accepted && (d->flags & D_OWN_SUCCESS)) {
-      code = 200;
-    } else if (host_reply) {
-      code = s->reply_code;
-      smtpd_i_append(s, s->reply, s->reply_len);
-    } else {
-      const smtpd_i_dreply *r = smtpd_i_default_reply(d->kind, v);
-      code = r->code;
-      smtpd_i_write_dreply(s, r);
-    }
+  host_reply = s->reply_set;
+  s->reply_set = 0;
+  if (accepted && (d->flags & D_OWN_SUCCESS)) {
+    code = 200;
+  } else if (host_reply) {
+    code = s->reply_code;
+    smtpd_i_append(s, s->reply, s->reply_len);
+  } else {
+    const smtpd_i_dreply *r = smtpd_i_default_reply(d->kind, v);
+    code = r->code;
+    smtpd_i_write_dreply(s, r);
   }
   if (d->apply)
     d->apply(s, accepted, host_reply);

@@ -139,7 +139,6 @@ int smtpd_i_reply_base64(smtpd_session *s, int code, const uint8_t *data,
   return 0;
 }
 
-void smtpd_i_set_sync_mark(smtpd_session *s) { s->sync_mark = s->out_total; }
 
 /* ------------------------------------------------------------------ */
 /* default replies: [kind][0 accept, 1 reject, 2 tempfail]              */

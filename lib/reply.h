@@ -79,7 +79,10 @@ int smtpd_i_reply_host(smtpd_session *s, int code, const char *enh,
 int smtpd_i_greet(smtpd_session *s);
 int smtpd_i_reply_base64(smtpd_session *s, int code, const uint8_t *data,
                          size_t len);
-void smtpd_i_set_sync_mark(smtpd_session *s);
+/* replies queued so far must be read before more input is taken */
+static inline void smtpd_i_set_sync_mark(smtpd_session *s) {
+  s->sync_mark = s->out_total;
+}
 
 typedef struct smtpd_i_dreply {
   int code;

@@ -7,7 +7,9 @@
  * the order of length verdicts), ESMTP parameters, decimal numbers,
  * xtext, strict base64 (vectors, canonical padding, round trips, in-place
  * decoding, capacity limits), UTF-8 validation against an independent
- * reference decoder, and sanitising. Inputs are copied into exactly
+ * reference decoder, and sanitising. The fast path of smtpd_i_parse_path
+ * is also checked against a reference copy of the plain grammar
+ * (ref_parse_path) on generated paths. Inputs are copied into exactly
  * sized heap buffers so AddressSanitizer/valgrind catch any read past the
  * NUL or write past scratch.
  */
@@ -809,6 +811,594 @@ START_TEST(test_path_fuzz) {
 }
 END_TEST
 
+/* ---- paths: reference implementation -------------------------------- */
+
+/*
+ * REFERENCE COPY of smtpd_i_parse_path as it was before the fast path
+ * (lib/parse.c of 0.3.x, the plain octet-by-octet grammar), renamed
+ * ref_*, kept verbatim otherwise. test_path_differential checks that the
+ * library's smtpd_i_parse_path agrees with it on generated paths. Do not
+ * "fix" it together with the library: it is the oracle.
+ */
+#define REF_C_ATEXT 0x0001u  /* RFC 5321 atext */
+#define REF_C_LETDIG 0x0002u /* ALPHA / DIGIT */
+#define REF_C_LDH 0x0004u    /* ALPHA / DIGIT / "-" */
+#define REF_C_QTEXT 0x0008u  /* qtextSMTP: %d32-33 / %d35-91 / %d93-126 */
+#define REF_C_DCONT 0x0010u  /* dcontent: %d33-90 / %d94-126 */
+#define REF_C_XCHAR 0x0020u  /* xtext xchar: %d33-126 except "+" and "=" */
+#define REF_C_VALUE 0x0040u  /* esmtp-value char: %d33-126 except "=" */
+#define REF_C_HEX 0x0080u    /* HEXDIG, either case */
+#define REF_C_DIGIT 0x0100u  /* DIGIT */
+#define REF_C_PRINT 0x0200u  /* %d32-126 (also quoted-pairSMTP's 2nd octet) */
+#define REF_C_LOWER 0x0400u  /* a-z */
+
+#define REF_IN(c, a, b) ((c) >= (a) && (c) <= (b))
+#define REF_IS_ALPHA(c) (REF_IN(c, 'A', 'Z') || REF_IN(c, 'a', 'z'))
+#define REF_IS_DIGIT(c) REF_IN(c, '0', '9')
+#define REF_IS_ASPECIAL(c)                                                       \
+  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' ||     \
+   (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '/' ||    \
+   (c) == '=' || (c) == '?' || (c) == '^' || (c) == '_' || (c) == '`' ||     \
+   (c) == '{' || (c) == '|' || (c) == '}' || (c) == '~')
+
+#define REF_CLS(c)                                                               \
+  (((REF_IS_ALPHA(c) || REF_IS_DIGIT(c) || REF_IS_ASPECIAL(c)) ? REF_C_ATEXT : 0u) |         \
+   ((REF_IS_ALPHA(c) || REF_IS_DIGIT(c)) ? REF_C_LETDIG : 0u) |                          \
+   ((REF_IS_ALPHA(c) || REF_IS_DIGIT(c) || (c) == '-') ? REF_C_LDH : 0u) |               \
+   ((REF_IN(c, 32, 33) || REF_IN(c, 35, 91) || REF_IN(c, 93, 126)) ? REF_C_QTEXT : 0u) |     \
+   ((REF_IN(c, 33, 90) || REF_IN(c, 94, 126)) ? REF_C_DCONT : 0u) |                      \
+   ((REF_IN(c, 33, 126) && (c) != '+' && (c) != '=') ? REF_C_XCHAR : 0u) |           \
+   ((REF_IN(c, 33, 126) && (c) != '=') ? REF_C_VALUE : 0u) |                         \
+   ((REF_IS_DIGIT(c) || REF_IN(c, 'A', 'F') || REF_IN(c, 'a', 'f')) ? REF_C_HEX : 0u) |      \
+   (REF_IS_DIGIT(c) ? REF_C_DIGIT : 0u) | (REF_IN(c, 32, 126) ? REF_C_PRINT : 0u) |          \
+   (REF_IN(c, 'a', 'z') ? REF_C_LOWER : 0u))
+
+#define REF_R4(f, b) f(b), f((b) + 1), f((b) + 2), f((b) + 3)
+#define REF_R16(f, b) REF_R4(f, b), REF_R4(f, (b) + 4), REF_R4(f, (b) + 8), REF_R4(f, (b) + 12)
+#define REF_R64(f, b) REF_R16(f, b), REF_R16(f, (b) + 16), REF_R16(f, (b) + 32), REF_R16(f, (b) + 48)
+#define REF_R256(f) REF_R64(f, 0), REF_R64(f, 64), REF_R64(f, 128), REF_R64(f, 192)
+
+#define REF_CLS16(c) ((uint16_t)REF_CLS(c))
+static const uint16_t ref_cls[256] = {REF_R256(REF_CLS16)};
+
+#define REF_IS(c, k) ((ref_cls[(unsigned char)(c)] & (k)) != 0)
+
+static inline size_t ref_utf8_seq(const unsigned char *p, size_t avail) {
+  unsigned c = p[0];
+  unsigned lo = 0x80, hi = 0xbf;
+
+  if (c < 0xc2) /* ASCII, stray continuation, overlong C0/C1 */
+    return 0;
+  if (c < 0xe0)
+    return (avail >= 2 && REF_IN(p[1], 0x80, 0xbf)) ? 2 : 0;
+  if (c < 0xf0) {
+    if (c == 0xe0)
+      lo = 0xa0; /* overlong */
+    else if (c == 0xed)
+      hi = 0x9f; /* surrogates */
+    return (avail >= 3 && REF_IN(p[1], lo, hi) && REF_IN(p[2], 0x80, 0xbf)) ? 3 : 0;
+  }
+  if (c < 0xf5) {
+    if (c == 0xf0)
+      lo = 0x90; /* overlong */
+    else if (c == 0xf4)
+      hi = 0x8f; /* above U+10FFFF */
+    return (avail >= 4 && REF_IN(p[1], lo, hi) && REF_IN(p[2], 0x80, 0xbf) &&
+            REF_IN(p[3], 0x80, 0xbf))
+               ? 4
+               : 0;
+  }
+  return 0;
+}
+
+/* ref_u8len - UTF-8 sequence length at p when allowed by flags, else 0. */
+static inline size_t ref_u8len(const char *p, unsigned flags) {
+  if (!(flags & SMTPD_I_PATH_UTF8))
+    return 0;
+  return ref_utf8_seq((const unsigned char *)p, SIZE_MAX);
+}
+
+/*
+ * ref_scan_domain - Domain = sub-domain *("." sub-domain), sub-domain =
+ * Let-dig [Ldh-str] (or a U-label with SMTPD_I_PATH_UTF8: non-ASCII
+ * UTF-8 sequences count as letters). Returns the end, or NULL.
+ */
+static const char *ref_scan_domain(const char *p, unsigned flags) {
+  for (;;) {
+    size_t n;
+
+    /* first octet: Let-dig or UTF-8 */
+    if (REF_IS(*p, REF_C_LETDIG))
+      p++;
+    else if ((n = ref_u8len(p, flags)) != 0)
+      p += n;
+    else
+      return NULL;
+    /* runs of LDH octets, between them UTF-8 sequences (only an octet
+     * >= 0x80 can start one) */
+    for (;;) {
+      while (REF_IS(*p, REF_C_LDH))
+        p++;
+      if (!((unsigned char)*p & 0x80u) || (n = ref_u8len(p, flags)) == 0)
+        break;
+      p += n;
+    }
+    /* the last octet taken: a '-' ends no sub-domain (after a UTF-8
+     * sequence it is a continuation octet, after the first a Let-dig) */
+    if (p[-1] == '-')
+      return NULL;
+    if (*p != '.')
+      return p;
+    p++;
+  }
+}
+
+/* ref_scan_snum - Snum (1*3DIGIT, value 0..255); end or NULL. */
+static const char *ref_scan_snum(const char *p) {
+  unsigned v = 0;
+  int i;
+
+  for (i = 0; i < 3 && REF_IS(p[i], REF_C_DIGIT); i++)
+    v = v * 10u + (unsigned)(p[i] - '0');
+  if (i == 0 || v > 255 || REF_IS(p[i], REF_C_DIGIT))
+    return NULL;
+  return p + i;
+}
+
+/* ref_scan_ipv4 - IPv4-address-literal: Snum 3("." Snum); end or NULL. */
+static const char *ref_scan_ipv4(const char *p) {
+  int i;
+
+  for (i = 0; i < 4; i++) {
+    if (i > 0) {
+      if (*p != '.')
+        return NULL;
+      p++;
+    }
+    if ((p = ref_scan_snum(p)) == NULL)
+      return NULL;
+  }
+  return p;
+}
+
+/*
+ * ref_scan_ipv6 - IPv6-addr of RFC 5321 4.1.3 (after "IPv6:"); end or NULL.
+ * Group counts follow RFC 5321 literally: 8 groups without "::", at most
+ * 6 explicit groups with "::" (which stands for at least two zero
+ * groups); with an IPv4 tail 6 and at most 4. At most one "::".
+ */
+static const char *ref_scan_ipv6(const char *p) {
+  unsigned groups = 0;
+  int dcolon = 0, v4 = 0;
+
+  if (p[0] == ':') {
+    if (p[1] != ':')
+      return NULL;
+    dcolon = 1;
+    p += 2;
+    if (!REF_IS(*p, REF_C_HEX)) /* "::" alone (or "::" + junk, caught below) */
+      goto counted;
+  }
+  for (;;) {
+    const char *q = p;
+    int i;
+
+    /* a run of up to 3 digits followed by '.' starts an IPv4 tail */
+    while (q - p < 3 && REF_IS(*q, REF_C_DIGIT))
+      q++;
+    if (q != p && *q == '.') { /* (count checks reject a bare IPv4) */
+      if ((p = ref_scan_ipv4(p)) == NULL)
+        return NULL;
+      v4 = 1;
+      break;
+    }
+    for (i = 0; i < 4 && REF_IS(p[i], REF_C_HEX); i++)
+      ;
+    if (i == 0)
+      return NULL;
+    p += i;
+    groups++;
+    if (groups > 8)
+      return NULL;
+    if (*p != ':')
+      break;
+    if (p[1] == ':') {
+      if (dcolon)
+        return NULL;
+      dcolon = 1;
+      p += 2;
+      if (!REF_IS(*p, REF_C_HEX))
+        break; /* trailing "::" */
+    } else {
+      p++;
+    }
+  }
+counted:
+  if (v4) {
+    if (dcolon ? groups > 4 : groups != 6)
+      return NULL;
+  } else {
+    if (dcolon ? groups > 6 : groups != 8)
+      return NULL;
+  }
+  return p;
+}
+
+/* ref_is_ipv6_tag - the tag at p is "IPv6" (any case) followed by ':'. */
+static int ref_is_ipv6_tag(const char *p) {
+  return (p[0] | 0x20) == 'i' && (p[1] | 0x20) == 'p' &&
+         (p[2] | 0x20) == 'v' && p[3] == '6' && p[4] == ':';
+}
+
+/*
+ * ref_scan_literal - address-literal, p at '['. IPv4 first; a tag "IPv6"
+ * (case-insensitive, as ABNF strings are) must carry a valid IPv6-addr;
+ * any other Standardized-tag (Ldh-str) ":" 1*dcontent is a general
+ * literal. Returns the end (after ']') or NULL.
+ */
+static const char *ref_scan_literal(const char *p) {
+  const char *q;
+
+  p++;
+  if ((q = ref_scan_ipv4(p)) != NULL && *q == ']')
+    return q + 1;
+  if (ref_is_ipv6_tag(p)) {
+    if ((q = ref_scan_ipv6(p + 5)) != NULL && *q == ']')
+      return q + 1;
+    return NULL;
+  }
+  /* Standardized-tag = Ldh-str: LDH octets, the last one a Let-dig */
+  for (q = p; REF_IS(*q, REF_C_LDH); q++)
+    ;
+  if (q == p || q[-1] == '-' || *q != ':')
+    return NULL;
+  p = ++q;
+  while (REF_IS(*q, REF_C_DCONT))
+    q++;
+  if (q == p || *q != ']')
+    return NULL;
+  return q + 1;
+}
+
+/* ref_scan_local - Dot-string or Quoted-string local part; end or NULL. */
+static const char *ref_scan_local(const char *p, unsigned flags) {
+  size_t n;
+
+  if (*p == '"') {
+    p++;
+    for (;;) {
+      if (*p == '"')
+        return p + 1;
+      if (*p == '\\') {
+        if (!REF_IS(p[1], REF_C_PRINT))
+          return NULL; /* includes a backslash before the NUL */
+        p += 2;
+      } else if (REF_IS(*p, REF_C_QTEXT)) {
+        p++;
+      } else if ((n = ref_u8len(p, flags)) != 0) {
+        p += n;
+      } else {
+        return NULL; /* controls, unterminated string */
+      }
+    }
+  }
+  for (;;) {
+    const char *atom = p;
+
+    for (;;) {
+      while (REF_IS(*p, REF_C_ATEXT))
+        p++;
+      if (!((unsigned char)*p & 0x80u) || (n = ref_u8len(p, flags)) == 0)
+        break;
+      p += n;
+    }
+    if (p == atom)
+      return NULL; /* empty atom: leading, trailing or doubled dot */
+    if (*p != '.')
+      return p;
+    p++;
+  }
+}
+
+/* ref_is_postmaster - "Postmaster>" in any case at p. */
+static int ref_is_postmaster(const char *p) {
+  static const char pm[] = "postmaster";
+  size_t i;
+
+  for (i = 0; i < sizeof pm - 1; i++)
+    if ((p[i] | 0x20) != pm[i]) /* stops at the NUL: (0 | 0x20) is ' ' */
+      return 0;
+  return p[i] == '>';
+}
+
+/*
+ * smtpd_i_parse_path - see parse.h.
+ *
+ * Order of verdicts (deterministic): first the whole path is checked for
+ * syntax (any malformation is SMTPD_I_PATH_SYNTAX whatever its length);
+ * then the limits, most specific first: local part over 64 octets
+ * (LOCAL_TOO_LONG), then domain over 255 octets (DOMAIN_TOO_LONG), then
+ * the path over 256 octets counted from '<' to '>' inclusive, source
+ * route included (TOO_LONG). Checking the path first would make
+ * DOMAIN_TOO_LONG unreachable (a 256-octet domain never fits in a
+ * 256-octet path), so the element limits come first. Nothing in s,
+ * scratch, *out or *rest is written unless the result is OK.
+ */
+static smtpd_i_path_status ref_parse_path(char *s, unsigned flags,
+                                       char *scratch, smtpd_i_path *out,
+                                       char **rest) {
+  const char *p, *addr, *local_end, *dom, *end;
+  size_t llen, dlen;
+  char *gt;
+
+  if (s[0] != '<')
+    return SMTPD_I_PATH_SYNTAX;
+  p = s + 1;
+
+  if (*p == '>') { /* null reverse-path */
+    if (!(flags & SMTPD_I_PATH_ALLOW_NULL))
+      return SMTPD_I_PATH_SYNTAX;
+    gt = s + 1;
+    *gt = '\0';
+    scratch[0] = '\0';
+    scratch[1] = '\0';
+    out->address = gt;
+    out->address_len = 0;
+    out->local = scratch;
+    out->domain = scratch + 1;
+    *rest = gt + 1;
+    return SMTPD_I_PATH_OK;
+  }
+
+  if ((flags & SMTPD_I_PATH_ALLOW_POSTMASTER) && ref_is_postmaster(p)) {
+    gt = s + 11;
+    memcpy(s + 1, "Postmaster", 10);
+    *gt = '\0';
+    memcpy(scratch, "Postmaster", 11);
+    scratch[11] = '\0';
+    out->address = s + 1;
+    out->address_len = 10;
+    out->local = scratch;
+    out->domain = scratch + 11;
+    *rest = gt + 1;
+    return SMTPD_I_PATH_OK;
+  }
+
+  /* A-d-l ":" : "@" Domain *("," "@" Domain) ":", dropped */
+  if (*p == '@') {
+    for (;;) {
+      if ((p = ref_scan_domain(p + 1, flags)) == NULL)
+        return SMTPD_I_PATH_SYNTAX;
+      if (*p == ':')
+        break;
+      if (p[0] != ',' || p[1] != '@')
+        return SMTPD_I_PATH_SYNTAX;
+      p++;
+    }
+    p++;
+  }
+
+  addr = p;
+  if ((local_end = ref_scan_local(addr, flags)) == NULL || *local_end != '@')
+    return SMTPD_I_PATH_SYNTAX;
+  dom = local_end + 1;
+  if (*dom == '[')
+    end = ref_scan_literal(dom);
+  else
+    end = ref_scan_domain(dom, flags);
+  if (end == NULL || *end != '>')
+    return SMTPD_I_PATH_SYNTAX;
+
+  llen = (size_t)(local_end - addr);
+  dlen = (size_t)(end - dom);
+  if (llen > SMTPD_I_MAX_LOCAL)
+    return SMTPD_I_PATH_LOCAL_TOO_LONG;
+  if (dlen > SMTPD_I_MAX_DOMAIN)
+    return SMTPD_I_PATH_DOMAIN_TOO_LONG;
+  if ((size_t)(end - s) + 1 > SMTPD_I_MAX_PATH)
+    return SMTPD_I_PATH_TOO_LONG;
+
+  /* llen <= 64: the local part fits in SMTPD_I_PATH_SCRATCH; the domain
+   * stays in s, ended by the NUL that replaces '>' */
+  memcpy(scratch, addr, llen);
+  scratch[llen] = '\0';
+
+  gt = s + (end - s);
+  *gt = '\0';
+  out->address = s + (addr - s);
+  out->address_len = (size_t)(end - addr);
+  out->local = scratch;
+  out->domain = s + (dom - s);
+  *rest = gt + 1;
+  return SMTPD_I_PATH_OK;
+}
+
+
+/* ---- paths: differential test against the reference ------------------ */
+
+/* gen_label - append a domain label of n octets: mostly LDH, sometimes a
+ * U-label octet pair (é) when utf8 (the caller decides on validity). */
+static size_t gen_put(char *b, size_t o, size_t cap, const char *pool,
+                      size_t n, uint32_t *st) {
+  size_t plen = strlen(pool), k;
+
+  for (k = 0; k < n && o + 1 < cap; k++)
+    b[o++] = pool[rnd(st) % plen];
+  return o;
+}
+
+/* gen_path - a generated path in b (NUL-terminated, length returned):
+ * mostly well-formed shapes (dot-atom or quoted local parts, LDH or
+ * UTF-8 labels, literals, source routes, Postmaster, null path) with
+ * lengths drawn around the 16/32/48/64 copy sizes and the 64/255/256
+ * limits, then 0..3 octets replaced by arbitrary ones or by specials. */
+static size_t gen_path(char *b, size_t cap, uint32_t *st) {
+  static const char *const atext =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+      "!#$%&'*+-/=?^_`{|}~";
+  static const char *const letdig = "abcxyzABCXYZ0189";
+  static const char *const ldh = "abcxyzABCXYZ0189---";
+  static const char *const special[] = {
+      ".", "@", "-", ">", "<", "\"", "\\", ":", ",", "[", "]", " ",
+      "\x7f", "\x01", "\x80", "\xc3", "\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+      "\xc3\xa9", "..", ".@", "@.", "-.", ".-", "\xed\xa0\x80", "\xc0\xaf"};
+  static const size_t sizes[] = {1,  2,  3,  4,  7,  8,  9,  12, 13, 14,
+                                 15, 16, 17, 31, 32, 33, 47, 48, 49, 63,
+                                 64, 65, 66};
+  static const size_t dsizes[] = {1,   2,   3,   5,   11,  12,  60,  63,
+                                  64,  127, 189, 190, 191, 192, 193, 250,
+                                  253, 254, 255, 256, 257};
+  size_t o = 0, llen, dlen, k, muts;
+  unsigned shape = rnd(st) % 16;
+
+  b[o++] = (rnd(st) % 64) ? '<' : 'x';
+  if (shape == 0) { /* null path or Postmaster */
+    const char *w = (rnd(st) & 1) ? "" : ((rnd(st) & 1) ? "Postmaster" : "pOsTmAsTeR");
+    memcpy(b + o, w, strlen(w));
+    o += strlen(w);
+    if (rnd(st) & 1)
+      b[o++] = '@', o = gen_put(b, o, cap, letdig, 3, st);
+  } else {
+    if (shape == 1) { /* source route */
+      unsigned hops = 1 + rnd(st) % 3;
+      while (hops--) {
+        b[o++] = '@';
+        o = gen_put(b, o, cap, letdig, 1 + rnd(st) % 8, st);
+        b[o++] = hops ? ',' : ':';
+      }
+    }
+    llen = sizes[rnd(st) % COUNT(sizes)];
+    if (shape == 2) { /* quoted */
+      b[o++] = '"';
+      o = gen_put(b, o, cap, "ab c\\\"@.x", llen > 2 ? llen - 2 : 0, st);
+      b[o++] = '"';
+    } else { /* dot-atom, dots sprinkled in */
+      for (k = 0; k < llen; k++)
+        b[o++] = (k > 0 && k + 1 < llen && rnd(st) % 6 == 0)
+                     ? '.'
+                     : atext[rnd(st) % strlen(atext)];
+      if (shape == 3 && o + 2 < cap) { /* UTF-8 in the local part */
+        memcpy(b + o, "\xc3\xa9", 2);
+        o += 2;
+      }
+    }
+    b[o++] = '@';
+    if (shape == 4) {
+      const char *lits[] = {"[192.0.2.1]", "[IPv6:2001:db8::1]",
+                            "[x-tag:abc]", "[256.1.1.1]", "[IPv6:::]"};
+      const char *w = lits[rnd(st) % COUNT(lits)];
+      memcpy(b + o, w, strlen(w));
+      o += strlen(w);
+    } else {
+      dlen = dsizes[rnd(st) % COUNT(dsizes)];
+      for (k = 0; k < dlen && o + 4 < cap; k++) {
+        int edge = k == 0 || k + 1 == dlen || b[o - 1] == '.';
+        if (!edge && rnd(st) % 7 == 0 && k + 2 < dlen) {
+          if (b[o - 1] == '-' && rnd(st) % 8)
+            b[o - 1] = 'q'; /* mostly valid label ends */
+          b[o++] = '.';
+        }
+        else if (shape == 5 && rnd(st) % 5 == 0)
+          memcpy(b + o, "\xc3\xa9", 2), o += 2, k++;
+        else
+          b[o++] = edge ? letdig[rnd(st) % strlen(letdig)]
+                        : ldh[rnd(st) % strlen(ldh)];
+      }
+    }
+  }
+  b[o++] = (rnd(st) % 32) ? '>' : '.';
+  if (rnd(st) & 1) {
+    memcpy(b + o, " SIZE=1", 7);
+    o += 7;
+  }
+  b[o] = '\0';
+  /* mutations at any position, including the '<' and past the '>' */
+  muts = (rnd(st) & 1) ? 0 : 1 + rnd(st) % 3;
+  for (k = 0; k < muts && o > 0; k++) {
+    size_t pos = rnd(st) % o;
+    if (rnd(st) & 1) {
+      b[pos] = (char)(1 + rnd(st) % 255);
+    } else {
+      const char *w = special[rnd(st) % COUNT(special)];
+      size_t wl = strlen(w);
+      if (pos + wl <= o)
+        memcpy(b + pos, w, wl);
+    }
+  }
+  return o;
+}
+
+/* diff_one - run the library and the reference on exact-size copies of
+ * in[0..n] and compare verdicts, outputs and the buffers afterwards
+ * (scratch on the stack, exactly SMTPD_I_PATH_SCRATCH: redzones under
+ * ASan). Returns the verdict. */
+static smtpd_i_path_status diff_one(const char *in, size_t n,
+                                    unsigned flags) {
+  char *s1 = xdup(in, n), *s2 = xdup(in, n);
+  char k1[SMTPD_I_PATH_SCRATCH], k2[SMTPD_I_PATH_SCRATCH];
+  smtpd_i_path o1, o2;
+  char *r1 = NULL, *r2 = NULL;
+  smtpd_i_path_status a, b;
+
+  memset(&o1, 0, sizeof o1);
+  memset(&o2, 0, sizeof o2);
+  a = smtpd_i_parse_path(s1, flags, k1, &o1, &r1);
+  b = ref_parse_path(s2, flags, k2, &o2, &r2);
+  ck_assert_msg(a == b, "verdict %d, reference %d, flags %u: %s", (int)a,
+                (int)b, flags, show(in));
+  ck_assert_msg(memcmp(s1, s2, n + 1) == 0, "buffer differs: %s", show(in));
+  if (a == SMTPD_I_PATH_OK) {
+    ck_assert_msg(o1.address - s1 == o2.address - s2, "address: %s",
+                  show(in));
+    ck_assert_uint_eq(o1.address_len, o2.address_len);
+    ck_assert_msg(r1 - s1 == r2 - s2, "rest: %s", show(in));
+    ck_assert_ptr_eq(o1.local, k1);
+    ck_assert_ptr_eq(o2.local, k2);
+    ck_assert_msg(strcmp(o1.local, o2.local) == 0, "local %s", show(in));
+    if (o2.domain >= s2 && o2.domain <= s2 + n)
+      ck_assert_msg(o1.domain - s1 == o2.domain - s2, "domain: %s",
+                    show(in));
+    else
+      ck_assert(o1.domain - k1 == o2.domain - k2);
+  } else {
+    ck_assert_ptr_null(r1);
+    ck_assert_ptr_null(o1.address);
+  }
+  free(s1);
+  free(s2);
+  return a;
+}
+
+START_TEST(test_path_differential) {
+  uint32_t st = 0x9e3779b9u;
+  unsigned long iter, verdicts[5] = {0}, iters = 60000;
+  /* deeper runs: SMTPD_PATH_DIFF_ITERS=400000 CK_TIMEOUT_MULTIPLIER=20 */
+  const char *e = getenv("SMTPD_PATH_DIFF_ITERS");
+
+  /* 60,000 by default: the sanitized suite runs on loaded CI machines */
+  if (e && strtoul(e, NULL, 10) > 0)
+    iters = strtoul(e, NULL, 10);
+  for (iter = 0; iter < iters; iter++) {
+    char buf[700];
+    size_t n = gen_path(buf, sizeof buf - 8, &st);
+    unsigned flags = rnd(&st) & 7u;
+
+    verdicts[diff_one(buf, n, flags)]++;
+    /* the same path cut at a random point (a NUL anywhere) */
+    if (n > 0 && (iter & 7) == 0)
+      diff_one(buf, rnd(&st) % n, flags);
+  }
+  /* every verdict well represented: the generator reaches all of them */
+  if (getenv("SMTPD_TEST_VERBOSE"))
+    printf("differential: ok %lu syntax %lu local %lu domain %lu path %lu\n",
+           verdicts[0], verdicts[1], verdicts[2], verdicts[3], verdicts[4]);
+  ck_assert_uint_gt(verdicts[SMTPD_I_PATH_OK], iters / 8);
+  for (iter = 1; iter < 5; iter++)
+    ck_assert_msg(verdicts[iter] > iters / 600, "verdict %lu only %lu times",
+                  iter, verdicts[iter]);
+}
+END_TEST
+
 /* ---- ESMTP parameters -------------------------------------------------- */
 
 typedef struct param_case {
@@ -1555,6 +2145,7 @@ static Suite *parse_suite(void) {
   tcase_add_test(tc, test_path_syntax_before_length);
   tcase_add_test(tc, test_path_hostile);
   tcase_add_test(tc, test_path_fuzz);
+  tcase_add_test(tc, test_path_differential);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("params");
