@@ -1184,56 +1184,63 @@ static int rcpt_refused(const server *srv, const char *addr) {
   return 0;
 }
 
-/* on_rcpt's rare steps, out of its way: room for entry r->index, the
- * entries a later refusal left behind, the ORCPT text (*orcpt, or NULL).
- * Returns -1 when out of memory. */
-static int rcpt_prepare(conn_txn *t, const smtpd_rcpt *r, char **orcpt) {
-  *orcpt = NULL;
+/* rcpt_keep - the entry of recipient r->index: entries are kept by
+ * index, only for recipients with something to keep (NOTIFY, ORCPT, an
+ * LMTP refusal); one without, or past the last entry, reads as the
+ * defaults. Drops what a later refusal of an earlier try at this index
+ * left behind. Returns -1 when out of memory. */
+static int rcpt_keep(conn_txn *t, const smtpd_rcpt *r, int refused) {
+  char *orcpt = NULL;
+  while (t->nrcpts > r->index) /* an entry a later refusal left behind */
+    free(t->rcpts[--t->nrcpts].orcpt);
+  if (!refused && !r->dsn_notify && !r->dsn_orcpt)
+    return 0; /* nothing to keep */
   if (r->index >= t->rcpts_cap) {
     size_t cap = t->rcpts_cap ? 2 * t->rcpts_cap : 8;
+    while (cap <= r->index)
+      cap *= 2;
     rcpt_info *n = realloc(t->rcpts, cap * sizeof *n);
     if (n == NULL)
       return -1;
     t->rcpts = n;
     t->rcpts_cap = cap;
   }
-  while (t->nrcpts > r->index) /* an entry a later refusal left behind */
-    free(t->rcpts[--t->nrcpts].orcpt);
   if (r->dsn_orcpt) {
     char *x = xtext_encode(r->dsn_orcpt);
     const char *type = r->dsn_orcpt_type ? r->dsn_orcpt_type : "rfc822";
     size_t len = x ? strlen(type) + 1 + strlen(x) + 1 : 0;
-    *orcpt = x ? malloc(len) : NULL;
-    if (*orcpt == NULL) {
+    orcpt = x ? malloc(len) : NULL;
+    if (orcpt == NULL) {
       free(x);
       return -1;
     }
-    snprintf(*orcpt, len, "%s;%s", type, x);
+    snprintf(orcpt, len, "%s;%s", type, x);
     free(x);
   }
+  while (t->nrcpts < r->index) /* the recipients before it: defaults */
+    memset(&t->rcpts[t->nrcpts++], 0, sizeof *t->rcpts);
+  rcpt_info *ri = &t->rcpts[t->nrcpts++];
+  ri->notify = r->dsn_notify;
+  ri->orcpt = orcpt;
+  ri->refused = refused;
   return 0;
 }
 
 /* RCPT: --reject-rcpt refuses here (SMTP) or at the end of the message
  * (LMTP, one reply per recipient); NOTIFY and ORCPT are kept by the
- * recipient's index for the X-Envelope-To field. */
+ * recipient's index for the X-Envelope-To field (rcpt_keep). */
 static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
                              void *ud) {
   conn *c = ud;
   conn_txn *t = c->tx;
-  char *orcpt = NULL;
   int refused = c->srv->opt.nreject_rcpt && rcpt_refused(c->srv, r->address);
   if (refused && !c->srv->opt.lmtp) {
     smtpd_session_set_reply(s, 550, "5.1.1", "Recipient address rejected");
     return SMTPD_REJECT;
   }
-  if ((r->index >= t->rcpts_cap || t->nrcpts > r->index || r->dsn_orcpt) &&
-      rcpt_prepare(t, r, &orcpt) < 0)
+  if ((refused || r->dsn_notify || r->dsn_orcpt || t->nrcpts > r->index) &&
+      rcpt_keep(t, r, refused) < 0)
     return SMTPD_TEMPFAIL;
-  rcpt_info *ri = &t->rcpts[t->nrcpts++];
-  ri->notify = r->dsn_notify;
-  ri->orcpt = orcpt;
-  ri->refused = refused;
   return c->mg ? mg_on_rcpt(c->mg, r) : SMTPD_ACCEPT;
 }
 

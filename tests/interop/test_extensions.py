@@ -105,11 +105,12 @@ def main():
         # DSN parameters recorded per message and per recipient
         before = set(srv.new_files())
         c.send(b"MAIL FROM:<alice@example.org> RET=HDRS ENVID=QQ+2B1\r\n"
+               b"RCPT TO:<dave@example.net>\r\n"
                b"RCPT TO:<bob@example.net> NOTIFY=SUCCESS,DELAY "
                b"ORCPT=rfc822;bob+40example.net\r\n"
                b"RCPT TO:<carol@example.net> NOTIFY=NEVER\r\n"
                b"BDAT 16 LAST\r\nSubject: dsn\r\n\r\n")
-        rep = [c.reply() for _ in range(4)]
+        rep = [c.reply() for _ in range(5)]
         r.check("DSN transaction accepted",
                 all(x.startswith(b"250") for x in rep), rep)
         files = [f for f in srv.wait_files(3) if f not in before]
@@ -117,10 +118,12 @@ def main():
         r.check("RET and ENVID recorded",
                 "X-Envelope-From: <alice@example.org>; RET=HDRS; ENVID=QQ+2B1"
                 in env, env)
-        r.check("NOTIFY and ORCPT recorded for the first recipient",
+        r.check("a recipient without DSN parameters before them: none "
+                "recorded", "X-Envelope-To: <dave@example.net>" in env, env)
+        r.check("NOTIFY and ORCPT recorded for the second recipient",
                 "X-Envelope-To: <bob@example.net>; NOTIFY=SUCCESS,DELAY; "
                 "ORCPT=rfc822;bob@example.net" in env, env)
-        r.check("NOTIFY=NEVER recorded for the second recipient",
+        r.check("NOTIFY=NEVER recorded for the third recipient",
                 "X-Envelope-To: <carol@example.net>; NOTIFY=NEVER" in env,
                 env)
         m = c.cmd(b"MAIL FROM:<a@example.org>")
