@@ -150,9 +150,16 @@ static void body_verdict(smtpd_session *s, smtpd_verdict v) {
     doom(s, DOOM_HOST_TEMPFAIL);
 }
 
+static int settle_held(smtpd_session *s);
+
+/* The host answered a paused on_body: its verdict, then what the pause
+ * held back (settle_held), at once: whether more input follows must not
+ * decide whether the message is doomed. */
 static void body_resume(smtpd_session *s, smtpd_verdict v) {
   s->pending = NULL;
   body_verdict(s, v);
+  if (s->state == ST_DATA && !s->pending)
+    settle_held(s);
 }
 
 static const smtpd_i_decision body_decision = {K_BODY, D_REPLY_FAIL, NULL,
@@ -218,6 +225,23 @@ static int doom_after(smtpd_session *s, const uint8_t **run,
   return 0;
 }
 
+/* What a pause of on_body held back: the CRLF of a normalized bare LF,
+ * then a doom decided after the paused text. Returns 1 when the host
+ * paused again (on that CRLF) or ended the session. */
+static int settle_held(smtpd_session *s) {
+  if (s->pend_crlf) {
+    s->pend_crlf = 0;
+    if (emit(s, (const uint8_t *)"\r\n", 2))
+      return 1;
+  }
+  if (s->pend_doom != DOOM_NONE) {
+    smtpd_i_doom why = (smtpd_i_doom)s->pend_doom;
+    s->pend_doom = DOOM_NONE;
+    doom(s, why);
+  }
+  return 0;
+}
+
 const uint8_t *smtpd_i_body_raw(smtpd_session *s, const uint8_t *p,
                                 const uint8_t *end) {
   size_t n = (size_t)(end - p);
@@ -236,16 +260,8 @@ const uint8_t *smtpd_i_body_scan(smtpd_session *s, const uint8_t *p,
   const uint8_t *run = p; /* start of text not yet handed to the host */
   int paused = 0;
 
-  if (s->pend_crlf) {
-    s->pend_crlf = 0;
-    if (emit(s, (const uint8_t *)"\r\n", 2))
-      return p;
-  }
-  if (s->pend_doom != DOOM_NONE) {
-    smtpd_i_doom why = (smtpd_i_doom)s->pend_doom;
-    s->pend_doom = DOOM_NONE;
-    doom(s, why);
-  }
+  if (settle_held(s))
+    return p;
 
   while (p < end && !paused) {
     switch (s->dstate) {

@@ -718,6 +718,88 @@ START_TEST(test_body_refusal_split_invariance) {
 }
 END_TEST
 
+/* A pause of on_body holds back the CRLF of a normalized bare LF and a
+ * doom decided after the paused text; answering the pause applies both
+ * at once, so the last feed before the client stops (or a timeout) sees
+ * the same events as a whole feed (found by fuzz_conversation: pending
+ * reproducer split-message-aborted-notice-at-close). */
+typedef struct {
+  int defer, aborted, calls;
+  char body[2048];
+  size_t bodylen;
+} holder;
+
+static smtpd_verdict hold_body(smtpd_session *s, const uint8_t *d, size_t n,
+                               void *ud) {
+  holder *h = ud;
+  (void)s;
+  h->calls++;
+  ck_assert_uint_le(h->bodylen + n, sizeof h->body);
+  memcpy(h->body + h->bodylen, d, n);
+  h->bodylen += n;
+  return h->defer ? SMTPD_DEFER : SMTPD_ACCEPT;
+}
+
+static void hold_notice(smtpd_session *s, const smtpd_notice *n, void *ud) {
+  holder *h = ud;
+  (void)s;
+  if (n->type == SMTPD_NOTICE_MESSAGE_ABORTED)
+    h->aborted++;
+}
+
+START_TEST(test_held_doom_at_resume) {
+  static const char *const head[] = {"EHLO c.example\r\n",
+                                     "MAIL FROM:<a@example.org>\r\n",
+                                     "RCPT TO:<b@example.org>\r\n",
+                                     "DATA\r\n"};
+  static char body[1012]; /* 1010 octets and a bare LF: over 1000 */
+  int defer;
+  memset(body, 'a', 1010);
+  body[1010] = '\n';
+  for (defer = 0; defer <= 1; defer++) {
+    smtpd_config *c;
+    smtpd_callbacks cb;
+    smtpd_session *s;
+    holder h;
+    const uint8_t *o;
+    size_t i;
+    memset(&cb, 0, sizeof cb);
+    memset(&h, 0, sizeof h);
+    cb.version = SMTPD_CALLBACKS_VERSION;
+    cb.on_body = hold_body;
+    cb.on_notice = hold_notice;
+    ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+    ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_TEXT_LINE, 1000),
+                     0);
+    ck_assert_int_eq(smtpd_config_set_long_line(c, SMTPD_LONG_LINE_REJECT),
+                     0);
+    ck_assert_int_eq(
+        smtpd_config_set_line_ending(c, SMTPD_LINE_ENDING_NORMALIZE), 0);
+    ck_assert_int_eq(smtpd_session_new(&s, c, &cb, &h), 0);
+    ck_assert_int_eq(smtpd_session_start(s), 0);
+    smtpd_session_consume(s, smtpd_session_output(s, &o));
+    for (i = 0; i < 4; i++) {
+      ck_assert_int_eq(smtpd_session_feed(s, head[i], strlen(head[i])),
+                       (ptrdiff_t)strlen(head[i]));
+      smtpd_session_consume(s, smtpd_session_output(s, &o));
+    }
+    h.defer = defer;
+    ck_assert_int_eq(smtpd_session_feed(s, body, 1011), 1011);
+    /* no more input: answering each pause must settle everything */
+    for (i = 0; i < 4 && smtpd_session_is_paused(s); i++)
+      ck_assert_int_eq(smtpd_session_resume(s, SMTPD_ACCEPT), 0);
+    ck_assert_int_eq(smtpd_session_is_paused(s), 0);
+    ck_assert_int_eq(h.aborted, 1);
+    ck_assert_uint_eq(h.bodylen, 1012);
+    ck_assert(!memcmp(h.body, body, 1010) &&
+              !memcmp(h.body + 1010, "\r\n", 2));
+    ck_assert_int_eq(h.calls, 2);
+    smtpd_session_del(s);
+    smtpd_config_del(c);
+  }
+}
+END_TEST
+
 /* After a warm-up transaction, 200 more allocate nothing. */
 START_TEST(test_no_allocation_steady_state) {
   memstat st;
@@ -1010,6 +1092,7 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_output_backpressure);
   tcase_add_test(tc, test_timeouts);
   tcase_add_test(tc, test_body_refusal_split_invariance);
+  tcase_add_test(tc, test_held_doom_at_resume);
   tcase_add_test(tc, test_no_allocation_steady_state);
   tcase_add_test(tc, test_transaction_arena);
   tcase_add_test(tc, test_unasked_decisions_same_replies);
