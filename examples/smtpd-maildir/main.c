@@ -576,6 +576,30 @@ static int conn_idle(const conn *c) {
  * clear is fed before that (the loop feeds before it writes) and
  * discarded by the session. Returns -1 when c was destroyed.
  */
+/* Watch c's socket for want (POLLER_IN/OUT), telling the poller only
+ * when it changes. */
+static inline void conn_watch(conn *c, unsigned want) {
+  if (want != c->watched) {
+    if (c->polled)
+      poller_set(c->srv->poll, c->fd, want, c);
+    else
+      poller_add(c->srv->poll, c->fd, want, c);
+    c->polled = 1;
+    c->watched = want;
+  }
+}
+
+/* The session is closing: its last replies get CLOSE_GRACE_MS to go out
+ * (after a held reply's time), not the whole command timeout. */
+static inline void conn_closing_grace(conn *c) {
+  if (!c->end_reason)
+    c->end_reason = "closing";
+  uint64_t grace =
+      (c->hold_until ? c->hold_until : c->srv->now) + CLOSE_GRACE_MS;
+  if (c->deadline == 0 || c->deadline > grace)
+    c->deadline = grace;
+}
+
 static int conn_pump_plain(conn *c);
 static int conn_pump_any(conn *c);
 
@@ -622,15 +646,8 @@ static int conn_pump_any(conn *c) {
     c->restart = 0;
     c->deadline = st.timeout ? srv->now + st.timeout : 0;
   }
-  if (st.closing) {
-    if (!c->end_reason)
-      c->end_reason = "closing";
-    /* bound the last flush (counted from the end of a tarpit hold) */
-    uint64_t grace =
-        (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
-    if (c->deadline == 0 || c->deadline > grace)
-      c->deadline = grace;
-  }
+  if (st.closing)
+    conn_closing_grace(c);
   conn_deadline(c, st.deadline, st.deadline_epoch);
   unsigned want = 0;
   /* without a wrapper, what the flush left unsent is the reply queue */
@@ -640,14 +657,7 @@ static int conn_pump_any(conn *c) {
     want |= POLLER_IN;
   if (ww && !c->hold_until)
     want |= POLLER_OUT;
-  if (want != c->watched) {
-    if (c->polled)
-      poller_set(srv->poll, c->fd, want, c);
-    else
-      poller_add(srv->poll, c->fd, want, c);
-    c->polled = 1;
-    c->watched = want;
-  }
+  conn_watch(c, want);
   return 0;
 }
 
@@ -696,14 +706,8 @@ static int conn_pump_plain(conn *c) {
     c->restart = 0;
     c->deadline = ss.timeout ? srv->now + ss.timeout : 0;
   }
-  if (f & SMTPD_STATUS_CLOSING) {
-    if (!c->end_reason)
-      c->end_reason = "closing";
-    uint64_t grace =
-        (c->hold_until ? c->hold_until : srv->now) + CLOSE_GRACE_MS;
-    if (c->deadline == 0 || c->deadline > grace)
-      c->deadline = grace;
-  }
+  if (f & SMTPD_STATUS_CLOSING)
+    conn_closing_grace(c);
   if (ss.deadline != 0 || c->dl_at != 0)
     conn_deadline(c, ss.deadline, ss.deadline_epoch);
   unsigned want = 0;
@@ -712,14 +716,7 @@ static int conn_pump_plain(conn *c) {
     want |= POLLER_IN;
   if ((f & SMTPD_STATUS_WANT_WRITE) && !c->hold_until)
     want |= POLLER_OUT;
-  if (want != c->watched) {
-    if (c->polled)
-      poller_set(srv->poll, c->fd, want, c);
-    else
-      poller_add(srv->poll, c->fd, want, c);
-    c->polled = 1;
-    c->watched = want;
-  }
+  conn_watch(c, want);
   return 0;
 }
 
