@@ -16,8 +16,9 @@
 #                  (CG_N * (CG_R - 1)), --discard --quiet
 #   rcpt-pipelined the same with every transaction's MAIL, RCPTs, DATA and
 #                  body sent in one write (PIPELINING; a Python client)
-# SERVER_ARGS adds options (e.g. "--workers 2"). Use a build without
-# sanitizers (RelWithDebInfo).
+# SERVER_ARGS adds options (e.g. "--workers 2"). CG_KEEP=DIR keeps each
+# run's callgrind files there (DIR/OPTIONS-N-ARGS.PID) for callgrind_annotate.
+# Use a build without sanitizers (RelWithDebInfo).
 set -euo pipefail
 SERVER=${1:?usage: maildir-callgrind.sh SERVER [CASE...]}
 shift
@@ -86,6 +87,12 @@ PY
   fi
   kill -TERM "$pid"; wait "$pid" || true; pid=
   cat "$out".* | awk '/^summary:/ { s += $2 } END { print s + 0 }'
+  if [ -n "${CG_KEEP:-}" ]; then
+    mkdir -p "$CG_KEEP"
+    for f in "$out".*; do
+      cp "$f" "$CG_KEEP/$(echo "$opts-$m-$*" | tr -c 'A-Za-z0-9_.-' _).${f##*.}"
+    done
+  fi
 }
 
 for c in $cases; do

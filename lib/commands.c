@@ -220,20 +220,27 @@ static int has_8bit(const char *p) {
   return 0;
 }
 
-/* "FROM:" / "TO:" then optional spaces; returns the path start or NULL.
- * Clearing bit 5 upper-cases a letter and turns no other octet into an
- * upper-case letter, so each letter is one compare. */
+/* " FROM:" / " TO:" then optional spaces; returns the path start or
+ * NULL. Clearing bit 5 upper-cases a letter and turns no other octet into
+ * an upper-case letter, so " TO:" is one masked 4-octet compare. arg is
+ * line + 4 in a line buffer whose first 16 octets are always defined
+ * (input.c), so its first four are read at once even when the line ends
+ * sooner. */
 static char *after_keyword(char *arg, int mail) {
+  static const unsigned char to[4] = {' ', 'T', 'O', ':'};
+  static const unsigned char to_mask[4] = {0xFF, 0xDF, 0xDF, 0xFF};
   const unsigned char *a = (const unsigned char *)arg + 1;
-  if (*arg != ' ')
-    return NULL;
+  uint32_t w, want, mask;
   if (mail) {
-    if ((a[0] & 0xDFu) != 'F' || (a[1] & 0xDFu) != 'R' ||
+    if (*arg != ' ' || (a[0] & 0xDFu) != 'F' || (a[1] & 0xDFu) != 'R' ||
         (a[2] & 0xDFu) != 'O' || (a[3] & 0xDFu) != 'M' || a[4] != ':')
       return NULL;
     return skip_spaces(arg + 6);
   }
-  if ((a[0] & 0xDFu) != 'T' || (a[1] & 0xDFu) != 'O' || a[2] != ':')
+  memcpy(&w, arg, 4);
+  memcpy(&want, to, 4);
+  memcpy(&mask, to_mask, 4);
+  if ((w & mask) != want)
     return NULL;
   return skip_spaces(arg + 4);
 }

@@ -214,14 +214,16 @@ static const smtpd_i_row *const by_letter[32] = {
 /* The row of one of those verbs at the start of line, followed by a space
  * or the end: the common case, found without scanning for the verb's end
  * (the four octets equal the verb upper-cased only when they are its
- * letters, so the verb is four long). NULL for anything else. */
+ * letters, so the verb is four long). NULL for anything else. A line
+ * starts a command-line or AUTH buffer, whose first 16 octets are always
+ * defined (input.c), so its first four are read at once even when it is
+ * shorter; line[4] is read only after they matched four letters. */
 static const smtpd_i_row *four_letter_row(const char *line) {
-  const smtpd_i_row *r;
-  if (!line[0] || !line[1] || !line[2] || !line[3] ||
+  const smtpd_i_row *r = by_letter[line[0] & 31];
+  if (!r || upper4(r->verb) != upper4(line) ||
       (line[4] != ' ' && line[4] != '\0'))
     return NULL;
-  r = by_letter[line[0] & 31];
-  return r && upper4(r->verb) == upper4(line) ? r : NULL;
+  return r;
 }
 
 /* Everything but a frequent verb in the command state: the rejected

@@ -16,6 +16,13 @@
 #include "reply.h"
 #include "parse.h"
 
+/* The per-line steps, inlined into both the short-line and general ways. */
+#if defined(__GNUC__)
+#define LINE_STEP static inline __attribute__((always_inline))
+#else
+#define LINE_STEP static inline
+#endif
+
 /* What a command line holds that needs a closer look. */
 #define LINE_NUL 1u  /* a NUL octet */
 #define LINE_CR 2u   /* a CR octet */
@@ -42,17 +49,27 @@ static unsigned line_flags(const char *p, size_t n) {
       f |= LINE_HIGH;
     return f;
   }
-  for (i = 0;; i += 16) {
-    __m128i v;
-    if (i + 16 > n)
-      i = n - 16;
-    v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-    /* acc: high bits as they are; nul: 0xff where NUL or CR */
-    acc = _mm_or_si128(acc, v);
-    nul = _mm_or_si128(nul, _mm_or_si128(_mm_cmpeq_epi8(v, zero),
-                                         _mm_cmpeq_epi8(v, cr)));
-    if (i + 16 >= n)
-      break;
+  if (n <= 32) { /* two blocks, overlapping when n < 32 */
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+    const __m128i b =
+        _mm_loadu_si128((const __m128i *)(const void *)(p + n - 16));
+    acc = _mm_or_si128(a, b);
+    nul = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(a, zero), _mm_cmpeq_epi8(a, cr)),
+        _mm_or_si128(_mm_cmpeq_epi8(b, zero), _mm_cmpeq_epi8(b, cr)));
+  } else {
+    for (i = 0;; i += 16) {
+      __m128i v;
+      if (i + 16 > n)
+        i = n - 16;
+      v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+      /* acc: high bits as they are; nul: 0xff where NUL or CR */
+      acc = _mm_or_si128(acc, v);
+      nul = _mm_or_si128(nul, _mm_or_si128(_mm_cmpeq_epi8(v, zero),
+                                           _mm_cmpeq_epi8(v, cr)));
+      if (i + 16 >= n)
+        break;
+    }
   }
   if (!_mm_movemask_epi8(_mm_or_si128(acc, nul)))
     return 0;
@@ -81,33 +98,26 @@ static unsigned line_flags(const char *p, size_t n) {
 }
 #endif
 
-/* Validate the raw line (octets before CRLF) then dispatch.  A line the
- * checks refuse while an AUTH challenge is open is a malformed response:
- * it ends the exchange (RFC 4954 section 4) so the next line is read as a
- * command again, however the refused line was split. */
-static void process_line(smtpd_session *s) {
-  char *line = s->line;
-  size_t len = s->line_len; /* ends with '\n' */
-  int crlf = len >= 2 && line[len - 2] == '\r';
+/* Act on a line of len octets (its line ending cut off and a NUL put in
+ * its place) whose LINE_* flags are known: an AUTH response, a refusal,
+ * or a command. A line the checks refuse while an AUTH challenge is open
+ * is a malformed response: it ends the exchange (RFC 4954 section 4) so
+ * the next line is read as a command again, however the refused line was
+ * split. bare_lf: it ended in a bare LF that the policy refuses (flags
+ * are then 0, unread). */
+LINE_STEP void line_ready(smtpd_session *s, char *line, size_t len,
+                       unsigned flags, int bare_lf) {
   smtpd_line_ending le = s->cfg->line_ending;
   const char *refused = NULL;
-  unsigned flags = 0;
-  int bare_lf = !crlf && le == SMTPD_LINE_ENDING_REJECT;
-
-  len -= crlf ? 2 : 1;
-  line[len] = '\0';
-  if (bare_lf) {
+  if (bare_lf)
     refused = "Error: bare <LF> received";
-  } else {
-    flags = line_flags(line, len);
-    if (flags & LINE_NUL)
-      refused = "Error: NUL character received";
-    else if (le == SMTPD_LINE_ENDING_REJECT && (flags & LINE_CR))
-      refused = "Error: bare <CR> received";
-    else if ((flags & LINE_HIGH) &&
-             !smtpd_i_utf8_valid((const uint8_t *)line, len))
-      refused = "Error: invalid UTF-8 in command";
-  }
+  else if (flags & LINE_NUL)
+    refused = "Error: NUL character received";
+  else if (le == SMTPD_LINE_ENDING_REJECT && (flags & LINE_CR))
+    refused = "Error: bare <CR> received";
+  else if ((flags & LINE_HIGH) &&
+           !smtpd_i_utf8_valid((const uint8_t *)line, len))
+    refused = "Error: invalid UTF-8 in command";
   s->line_high = (flags & LINE_HIGH) != 0;
   if (s->state == ST_AUTH) {
     if (refused)
@@ -122,6 +132,19 @@ static void process_line(smtpd_session *s) {
     return;
   }
   smtpd_i_dispatch(s, line);
+}
+
+/* Validate the raw line in the line buffer (octets up to and including
+ * its LF) then act on it. */
+static void process_line(smtpd_session *s) {
+  char *line = s->line;
+  size_t len = s->line_len; /* ends with '\n' */
+  int crlf = len >= 2 && line[len - 2] == '\r';
+  int bare_lf = !crlf && s->cfg->line_ending == SMTPD_LINE_ENDING_REJECT;
+
+  len -= crlf ? 2 : 1;
+  line[len] = '\0';
+  line_ready(s, line, len, bare_lf ? 0u : line_flags(line, len), bare_lf);
 }
 
 /* The rest of an overlong line is skipped; every further 32 KiB of it
@@ -183,12 +206,79 @@ static void use_command_buffer(smtpd_session *s) {
   }
 }
 
+/* After a line was acted on: the next starts empty, in the command
+ * buffer unless an AUTH exchange still needs the larger one. */
+LINE_STEP void line_done(smtpd_session *s) {
+  s->line_len = 0;
+  s->lines++;
+  if (s->auth_big && s->state != ST_AUTH)
+    use_command_buffer(s);
+}
+
+#if defined(__SSE2__)
+/* short_line - the common pipelined case in one pass: nothing buffered,
+ * and a whole line of at most 32 octets (LF included) among the next 32
+ * of the input. Finds its LF, copies the 32 octets into the empty line
+ * buffer (at least 512 octets) and takes the line's LINE_* flags from the
+ * same two blocks. Reads only p[0..32), all input. Returns the octets
+ * after the line, or NULL when the line is not of that kind (nothing
+ * done). */
+static const uint8_t *short_line(smtpd_session *s, const uint8_t *p) {
+  const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+  const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+  const __m128i lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+  const __m128i zero = _mm_setzero_si128();
+  uint32_t m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, lf)) |
+               (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, lf)) << 16;
+  uint32_t crs, live;
+  size_t n, len;
+  unsigned flags = 0;
+  int bare_lf;
+  char *line = s->line;
+  if (!m)
+    return NULL;
+  n = (size_t)__builtin_ctz(m); /* the LF's offset */
+  _mm_storeu_si128((__m128i *)(void *)line, a);
+  _mm_storeu_si128((__m128i *)(void *)(line + 16), b);
+  crs = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, cr)) |
+        (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, cr)) << 16;
+  /* n + 1 octets with the LF; a CR before it is part of the ending */
+  len = n - ((crs << 1 >> n) & 1u);
+  bare_lf = len == n && s->cfg->line_ending == SMTPD_LINE_ENDING_REJECT;
+  line[len] = '\0';
+  s->line_len = n + 1;
+  live = (uint32_t)(((uint64_t)1 << len) - 1u); /* the octets before it */
+  if (!bare_lf) {
+    uint32_t nul = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, zero)) |
+                   (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, zero))
+                       << 16;
+    uint32_t high = (uint32_t)_mm_movemask_epi8(a) |
+                    (uint32_t)_mm_movemask_epi8(b) << 16;
+    if ((nul | crs | high) & live)
+      flags = ((nul & live) ? LINE_NUL : 0u) |
+              ((crs & live) ? LINE_CR : 0u) | ((high & live) ? LINE_HIGH : 0u);
+  }
+  line_ready(s, line, len, flags, bare_lf);
+  line_done(s);
+  return p + n + 1;
+}
+#endif
+
 /* Command and AUTH-response input. */
 static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
                                 const uint8_t *end) {
-  const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
-  const uint8_t *stop = lf ? lf + 1 : end;
-  size_t n = (size_t)(stop - p);
+  const uint8_t *lf, *stop;
+  size_t n;
+#if defined(__SSE2__)
+  if (end - p >= 32 && !s->line_len && s->line && !s->skipping) {
+    const uint8_t *next = short_line(s, p);
+    if (next)
+      return next;
+  }
+#endif
+  lf = memchr(p, '\n', (size_t)(end - p));
+  stop = lf ? lf + 1 : end;
+  n = (size_t)(stop - p);
 
   if (s->skipping) {
     skip_more(s, n);
@@ -253,10 +343,7 @@ static const uint8_t *line_scan(smtpd_session *s, const uint8_t *p,
   if (!lf)
     return end;
   process_line(s);
-  s->line_len = 0;
-  s->lines++;
-  if (s->auth_big && s->state != ST_AUTH)
-    use_command_buffer(s);
+  line_done(s);
   return stop;
 }
 

@@ -364,6 +364,7 @@ void *smtpd_i_arena_alloc(smtpd_session *s, size_t n);
 /* A NUL-terminated copy of str[0..n) in the arena. */
 char *smtpd_i_arena_memdup(smtpd_session *s, const char *str, size_t n);
 void smtpd_i_arena_free(smtpd_session *s);
+/* Add recipient addr (len octets and a NUL after them) to the list. */
 int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len);
 /* copies of the client's address and name (either may be NULL) */
 int smtpd_i_set_client(smtpd_session *s, const char *addr, const char *rdns);

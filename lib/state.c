@@ -103,7 +103,13 @@ void smtpd_i_arena_free(smtpd_session *s) {
   s->arena = NULL;
 }
 
-int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
+/* add_rcpt_grow - smtpd_i_add_rcpt when the list is full or the head
+ * chunk has no room: out of line, so that the common case saves few
+ * registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int add_rcpt_grow(smtpd_session *s, const char *addr, size_t len) {
   char *d;
   if (s->nrcpts == s->rcpts_cap) {
     /* the list lives in the arena too: a longer one is a new copy, the
@@ -131,6 +137,22 @@ int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
 nomem:
   smtpd_i_fail(s, SMTPD_ERR_NOMEM);
   return SMTPD_ERR_NOMEM;
+}
+
+/* The common case inline: room in the list and in the head chunk. addr
+ * is NUL-terminated (len octets, then the NUL), copied with its NUL. */
+int smtpd_i_add_rcpt(smtpd_session *s, const char *addr, size_t len) {
+  arena_chunk *c = s->arena;
+  size_t n = (len + 8u) & ~(size_t)7u;
+  if (s->nrcpts < s->rcpts_cap && c && c->cap - c->used >= n) {
+    char *d = (char *)(c + 1) + c->used;
+    c->used += n;
+    smtpd_i_copy(d, addr, len + 1);
+    s->rcpts[s->nrcpts++] = d;
+    s->rcpts[s->nrcpts] = NULL;
+    return 0;
+  }
+  return add_rcpt_grow(s, addr, len);
 }
 
 void smtpd_i_reset_transaction(smtpd_session *s) {

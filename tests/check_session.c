@@ -259,6 +259,125 @@ START_TEST(test_split_invariance) {
 }
 END_TEST
 
+/* Feed data[0..len) in pieces of step octets (0: whole), resuming pauses
+ * and draining when output is full; the replies land in h->out. */
+static void feed_raw(smtpd_session *s, host *h, const char *data, size_t len,
+                     size_t step) {
+  size_t off = 0;
+  while (off < len && !smtpd_session_is_closing(s)) {
+    size_t n = step && step < len - off ? step : len - off;
+    ptrdiff_t took;
+    h->feed_lo = (const uint8_t *)data + off;
+    h->feed_hi = h->feed_lo + n;
+    took = smtpd_session_feed(s, data + off, n);
+    ck_assert_int_ge(took, 0);
+    off += (size_t)took;
+    if (smtpd_session_is_paused(s))
+      smtpd_session_resume(s, SMTPD_ACCEPT);
+    else if ((size_t)took < n)
+      drain(s, h);
+  }
+  drain(s, h);
+}
+
+/* Command lines checked and framed the same whether a line arrives among
+ * at least 32 more octets (the one-pass short-line way of input.c) or a
+ * few octets at a time (the general way): every kind of line, each line
+ * length around the 32-octet block, under every line-ending policy. */
+START_TEST(test_short_line_ways) {
+  static const struct {
+    const char *text;
+    size_t len;
+  } kinds[] = {
+#define K(t) {t, sizeof t - 1}
+      K("NOOP\r\n"),
+      K("\r\n"),
+      K("\n"),
+      K("NOOP\n"),
+      K("NO\0OP\r\n"),
+      K("NOOP\rX\r\n"),
+      K("NOOP\r\r\n"),
+      K("NOOP \xc3\xa9\r\n"),
+      K("NOOP \xff\r\n"),
+      K("NOOP \xc3\r\n"),
+      K("RCPT TO:<b@example.org>\r\n"),
+      K("RCPT\r\n"),
+      K("rcpt to:<b@example.org>\r\n"),
+      K("RCPT TO:\r\n"),
+      K("RCPT TX:<b@example.org>\r\n"),
+      K("MAIL FROM:<a@example.org>\r\n"),
+      K("mail from:<a@example.org> SIZE=10\r\n"),
+      K("RCPT TO:<c@example.org>\r\n"),
+      K("RCPT TO:<c@exam\0ple.org>\r\n"),
+      K("RCPT TO:<c@example.org>\n"),
+      K("RCPT TO:<c@example.org>\rx\r\n"),
+      K("RSET\r\n"),
+#undef K
+  };
+  static const smtpd_line_ending policies[] = {SMTPD_LINE_ENDING_REJECT,
+                                               SMTPD_LINE_ENDING_NORMALIZE,
+                                               SMTPD_LINE_ENDING_ACCEPT};
+  smtpd_callbacks cb = callbacks();
+  size_t pi, k, pad;
+  for (pi = 0; pi < 3; pi++) {
+    smtpd_config *c;
+    ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+    ck_assert_int_eq(smtpd_config_set_line_ending(c, policies[pi]), 0);
+    /* EHLO, NOOP and the rest pipelined: replies, not a 554 */
+    ck_assert_int_eq(smtpd_config_set_sync_policy(c, SMTPD_SYNC_ALLOW), 0);
+    ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_ERRORS, 1000),
+                     0);
+    ck_assert_int_eq(smtpd_config_set_limit(c, SMTPD_LIMIT_SOFT_ERRORS, 1000),
+                     0);
+    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+      for (pad = 0; pad <= 36; pad += 1) {
+        /* the line, padded to put its LF at every offset around 31,
+         * then enough lines for a 32-octet look-ahead */
+        char in[512], ref[8192];
+        size_t n = 0, reflen = 0, step;
+        static const char tail[] = "NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n"
+                                   "NOOP\r\nNOOP\r\nQUIT\r\n";
+        const char *t = kinds[k].text;
+        size_t tl = kinds[k].len,
+               eol = tl - (tl >= 2 && t[tl - 2] == '\r' ? 2 : 1);
+        memcpy(in + n, "EHLO x.example\r\n", 16), n += 16;
+        memcpy(in + n, t, eol), n += eol;
+        if (eol >= 4 && !memcmp(t, "NOOP", 4)) /* NOOP takes an argument */
+          memset(in + n, 'y', pad), n += pad;
+        memcpy(in + n, t + eol, tl - eol), n += tl - eol;
+        memcpy(in + n, t, tl), n += tl; /* the same line again, unpadded */
+        memcpy(in + n, tail, sizeof tail - 1), n += sizeof tail - 1;
+        for (step = 0; step <= 3; step++) {
+          smtpd_session *s;
+          host *h = calloc(1, sizeof *h);
+          ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+          ck_assert_int_eq(smtpd_session_start(s), 0);
+          drain(s, h);
+          feed_raw(s, h, in, n, step == 3 ? 13 : step); /* 0, 1, 2, 13 */
+          if (step == 0) {
+            ck_assert_uint_lt(h->outlen, sizeof ref);
+            memcpy(ref, h->out, h->outlen);
+            reflen = h->outlen;
+            ref[reflen] = '\0';
+            if (!strstr(ref, "221 2.0.0 Bye\r\n"))
+              ck_abort_msg("policy %zu kind %zu pad %zu: no 221:\n%s", pi,
+                           k, pad, ref);
+          } else {
+            if (h->outlen != reflen || memcmp(h->out, ref, reflen))
+              ck_abort_msg("policy %zu kind %zu pad %zu step %zu:\n%.*s\n"
+                           "whole:\n%.*s",
+                           pi, k, pad, step, (int)h->outlen, h->out,
+                           (int)reflen, ref);
+          }
+          smtpd_session_del(s);
+          free(h);
+        }
+      }
+    smtpd_config_del(c);
+  }
+}
+END_TEST
+
 /* Each decision deferred once: feeding stops at the command, nothing is
  * answered until resume, and the end result is the same. */
 START_TEST(test_deferral_every_decision) {
@@ -1087,6 +1206,7 @@ static Suite *session_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_split_invariance);
+  tcase_add_test(tc, test_short_line_ways);
   tcase_add_test(tc, test_deferral_every_decision);
   tcase_add_test(tc, test_host_replies);
   tcase_add_test(tc, test_output_backpressure);

@@ -1226,9 +1226,11 @@ static int rcpt_keep(conn_txn *t, const smtpd_rcpt *r, int refused) {
 /* RCPT: --reject-rcpt refuses here (SMTP) or at the end of the message
  * (LMTP, one reply per recipient); NOTIFY and ORCPT are kept by the
  * recipient's index for the X-Envelope-To field (rcpt_keep). */
-static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
-                             void *ud) {
-  conn *c = ud;
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static smtpd_verdict rcpt_checked(smtpd_session *s, const smtpd_rcpt *r,
+                                  conn *c) {
   conn_txn *t = c->tx;
   int refused = c->srv->opt.nreject_rcpt && rcpt_refused(c->srv, r->address);
   if (refused && !c->srv->opt.lmtp) {
@@ -1239,6 +1241,17 @@ static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
       rcpt_keep(t, r, refused) < 0)
     return SMTPD_TEMPFAIL;
   return c->mg ? mg_on_rcpt(c->mg, r) : SMTPD_ACCEPT;
+}
+
+/* The common recipient (no --reject-rcpt, no DSN fields, no milter, no
+ * entry kept before it) is accepted here; the rest in rcpt_checked. */
+static smtpd_verdict on_rcpt(smtpd_session *s, const smtpd_rcpt *r,
+                             void *ud) {
+  conn *c = ud;
+  if (!c->srv->opt.nreject_rcpt && !r->dsn_notify && !r->dsn_orcpt &&
+      c->tx->nrcpts <= r->index && !c->mg)
+    return SMTPD_ACCEPT;
+  return rcpt_checked(s, r, c);
 }
 
 /* XCLIENT: only from --xclient-from networks; the core then takes the
