@@ -178,7 +178,7 @@ struct smtpd_session {
       in_mail : 1, smtputf8 : 1, skipping : 1, reply_set : 1,
       callback_running : 1, auth_big : 1, pend_crlf : 1, chunked : 1,
       bdat_last : 1, bdat_discard : 1, bdat_failed : 1, requiretls : 1,
-      proxy : 1, lmtp_greeted : 1,
+      proxy : 1,
       pend_doom : 3, /* smtpd_i_doom applied at the next body scan */
       line_high : 1; /* the command line has an octet >= 0x80 */
 
