@@ -5,9 +5,16 @@
 # a test: on a shared or small machine the client competes for the same
 # cores.
 #   bench/workers.sh SERVER
+# CLIENT=blast drives the server with bench/blast.c instead (BLAST, by
+# default smtpd-bench-blast next to SERVER's build: PIPELINING and
+# CHUNKING, B=16 transactions per write), a client light enough that the
+# server is what runs out of CPU; use M=1000000 or more with it.
 set -euo pipefail
 SERVER=${1:?usage: workers.sh SERVER}
 SOURCE=${SOURCE:-/usr/sbin/smtp-source}
+CLIENT=${CLIENT:-smtp-source}
+BLAST=${BLAST:-$(dirname "$SERVER")/../bench/smtpd-bench-blast}
+B=${B:-16}
 PORT=${PORT:-25331}
 S=${S:-20}
 M=${M:-20000}
@@ -25,8 +32,12 @@ for round in $(seq 1 "$ROUNDS"); do
     done
     sleep 0.3 # every worker's socket bound
     t0=$(date +%s.%N)
-    "$SOURCE" -s "$S" -m "$M" -l 1024 -d -f a@example.org -t b@example.org \
-      -M bench.example 127.0.0.1:$PORT
+    if [ "$CLIENT" = blast ]; then
+      "$BLAST" 127.0.0.1:$PORT "$S" "$M" "$B" >/dev/null
+    else
+      "$SOURCE" -s "$S" -m "$M" -l 1024 -d -f a@example.org -t b@example.org \
+        -M bench.example 127.0.0.1:$PORT
+    fi
     t1=$(date +%s.%N)
     kill -TERM "$pid"; wait "$pid" || true; pid=
     dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
@@ -37,4 +48,4 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 awk -v a="${sum[1]}" -v b="${sum[2]}" 'BEGIN {
   printf "mean wall time ratio workers 1 / workers 2: %.2f\n", a / b }'
-echo "# $(nproc) CPUs, load average: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "# client $CLIENT, S=$S M=$M; $(nproc) CPUs, load average: $(cut -d" " -f1-3 /proc/loadavg)"
