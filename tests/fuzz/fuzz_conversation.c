@@ -27,7 +27,10 @@
  * In every run: every reply line is well-formed (3 digits, ' '/'-',
  * printable ASCII, CRLF, <= 512 octets, multi-line groups keep their
  * code), nothing is queued once the session is closing, a 421/221 always
- * closes it, engine memory stays under a bound derived from the
+ * closes it, smtpd_session_status agrees with the single queries
+ * (want_read, want_write, is_done, is_paused, is_closing, is_tls_wait,
+ * output, timeout, deadline, reply_delay) after every call, engine
+ * memory stays under a bound derived from the
  * configuration and is all freed at the end, strings in events are
  * within RFC limits and neutered/sanitised where promised, no API call
  * fails. Any violation calls abort().
@@ -910,10 +913,40 @@ static void api(int rv, const char *what) {
   FZ_CHECK(rv >= 0, "%s returned %d", what, rv);
 }
 
-/* After every API call: nothing queued once closing; 421/221 close. */
+/* smtpd_session_status answers what the single queries answer, taken at
+ * the same moment. */
+static void status_agrees(smtpd_session *s) {
+  smtpd_status st;
+  uint64_t e1 = 0, e2 = 0;
+  unsigned f = 0;
+  uint32_t dl, rd;
+  FZ_CHECK(smtpd_session_status(s, &st) == 0, "status refused");
+  f |= smtpd_session_want_read(s) ? SMTPD_STATUS_WANT_READ : 0u;
+  f |= smtpd_session_want_write(s) ? SMTPD_STATUS_WANT_WRITE : 0u;
+  f |= smtpd_session_is_done(s) ? SMTPD_STATUS_DONE : 0u;
+  f |= smtpd_session_is_paused(s) ? SMTPD_STATUS_PAUSED : 0u;
+  f |= smtpd_session_is_closing(s) ? SMTPD_STATUS_CLOSING : 0u;
+  f |= smtpd_session_is_tls_wait(s) ? SMTPD_STATUS_TLS_WAIT : 0u;
+  dl = smtpd_session_deadline(s, NULL, &e1);
+  rd = smtpd_session_reply_delay(s, &e2);
+  FZ_CHECK(st.flags == f && st.output == smtpd_session_output(s, NULL) &&
+               st.timeout == smtpd_session_timeout(s, NULL) &&
+               st.deadline == dl && st.deadline_epoch == e1 &&
+               st.reply_delay == rd && st.reply_delay_epoch == e2,
+           "status %#x out %zu t %u d %u/%llu r %u/%llu; single queries %#x "
+           "d %u/%llu r %u/%llu",
+           st.flags, st.output, (unsigned)st.timeout, (unsigned)st.deadline,
+           (unsigned long long)st.deadline_epoch, (unsigned)st.reply_delay,
+           (unsigned long long)st.reply_delay_epoch, f, (unsigned)dl,
+           (unsigned long long)e1, (unsigned)rd, (unsigned long long)e2);
+}
+
+/* After every API call: nothing queued once closing; 421/221 close; the
+ * one-call status agrees with the single queries. */
 static void after(host *h) {
   size_t queued = smtpd_session_output(h->s, NULL);
   size_t total = h->out.len + queued;
+  status_agrees(h->s);
   if (h->closing_seen)
     FZ_CHECK(total == h->closing_at, "output after close (%zu -> %zu)",
              h->closing_at, total);
@@ -1095,7 +1128,9 @@ static void poke_null(void) {
                  !smtpd_session_user_data(NULL) &&
                  !smtpd_session_timeout(NULL, NULL) &&
                  !smtpd_session_deadline(NULL, NULL, NULL) &&
-                 !smtpd_session_reply_delay(NULL, NULL),
+                 !smtpd_session_reply_delay(NULL, NULL) &&
+                 smtpd_session_status(NULL, NULL) ==
+                     SMTPD_ERR_INVALID_ARGUMENT,
              "NULL session accessors");
   }
 }
