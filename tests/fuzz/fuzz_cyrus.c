@@ -15,7 +15,16 @@
  *    password for "user" (or the right CRAM-MD5 digest), and then the
  *    session's auth user is "user" (with or without the realm);
  *  - events carry printable texts; every allocation of the session is
- *    freed (counting allocator), LSan for libsasl2's own.
+ *    freed (counting allocator), LSan for libsasl2's own;
+ *  - then one more exchange on the backend's table itself, on a channel
+ *    the input's last octet picks (client address forms, TLS, a client
+ *    certificate identity, the backend that refuses plaintext
+ *    mechanisms without TLS, a resume): plaintext mechanisms are neither
+ *    offered nor successful where refused, OK only after the password,
+ *    a resume ends the exchange (see direct());
+ *  - once per process: the API's argument checks, a second backend
+ *    sharing libsasl2's initialisation, one with other process-wide
+ *    options refused, deletes of copies refused (api_once()).
  *
  * Input: byte 0 flags (bits 0-1 mechanism: PLAIN, LOGIN, CRAM-MD5, the
  * name in the first response; bit 2 initial response on the AUTH line;
@@ -52,6 +61,8 @@ const char *__lsan_default_suppressions(void) {
 }
 
 static smtpd_sasl_backend *g_be;
+static smtpd_sasl_backend *g_strict; /* same libsasl2 init, plaintext
+                                        mechanisms only under TLS */
 static char g_dir[64];
 
 static void quiet(int level, const char *msg, void *ctx) {
@@ -71,6 +82,100 @@ static void cleanup(void) {
     unlink(path);
   }
   rmdir(g_dir);
+}
+
+/* The backend's API, once per process: argument checks, a second backend
+ * sharing libsasl2's initialisation (g_strict, kept), one that may not
+ * (different process-wide options), and deletes that must refuse. */
+static void api_once(const smtpd_sasl_cyrus_options *good) {
+  smtpd_sasl_cyrus_options o = *good;
+  smtpd_sasl_backend *b = NULL, copy;
+  smtpd_sasl_channel ch;
+  smtpd_sasl_out out;
+  smtpd_mem half;
+  fz_mem nomem;
+  char buf[8];
+  void *x = NULL;
+  FZ_CHECK(smtpd_sasl_cyrus_new(NULL, NULL, &o) == SMTPD_ERR_INVALID_ARGUMENT,
+           "new without out");
+  memset(&half, 0, sizeof half);
+  memset(&nomem, 0, sizeof nomem);
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, &half, &o) == SMTPD_ERR_INVALID_ARGUMENT &&
+               !b,
+           "new with an incomplete allocator");
+  o.version = 99;
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, &o) == SMTPD_ERR_INVALID_ARGUMENT &&
+               !b,
+           "new with a bad options version");
+  o = *good;
+  o.service = "";
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, &o) == SMTPD_ERR_INVALID_ARGUMENT &&
+               !b,
+           "new with an empty service name");
+  o = *good;
+  o.appname = "bad\tname";
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, &o) == SMTPD_ERR_INVALID_ARGUMENT &&
+               !b,
+           "new with a control in the appname");
+  half = fz_make_mem(&nomem);
+  nomem.fail_at = 1; /* the first allocation fails */
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, &half, good) == SMTPD_ERR_NOMEM && !b &&
+               nomem.live == 0,
+           "new without memory");
+  smtpd_sasl_cyrus_options_init(NULL);
+  o = *good;
+  o.local_addr = "not an address";
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, &o) == SMTPD_ERR_INVALID_ARGUMENT &&
+               !b,
+           "new with a bad local address");
+  /* libsasl2 is initialised once per process: other process-wide
+   * options (the defaults' appname "smtpd") are refused */
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, NULL) == SMTPD_ERR_INVALID_STATE &&
+               !b,
+           "new with other process-wide options");
+  o = *good;
+  o.allow_plaintext = 0;
+  FZ_CHECK(smtpd_sasl_cyrus_new(&g_strict, NULL, &o) == 0, "second backend");
+  o.allow_plaintext = 1;
+  FZ_CHECK(smtpd_sasl_cyrus_new(&b, NULL, &o) == 0, "third backend");
+  copy = *b;
+  FZ_CHECK(smtpd_sasl_cyrus_del(&copy) == SMTPD_ERR_INVALID_ARGUMENT,
+           "del of a copy");
+  copy.version = 1; /* a version 1 table has no destroy to compare */
+  FZ_CHECK(smtpd_sasl_cyrus_del(&copy) == SMTPD_ERR_INVALID_ARGUMENT,
+           "del of a version 1 table");
+  copy.version = b->version;
+  smtpd_sasl_backend_del(&copy); /* not the adapter's object: nothing */
+  FZ_CHECK(smtpd_sasl_cyrus_del(NULL) == 0, "del NULL");
+  FZ_CHECK(smtpd_sasl_cyrus_del(b) == 0, "del"); /* g_be stays usable */
+  memset(&ch, 0, sizeof ch);
+  FZ_CHECK(g_be->mechanisms(NULL, &ch, buf, sizeof buf) ==
+                   SMTPD_ERR_INVALID_ARGUMENT &&
+               g_be->mechanisms(g_be->ctx, NULL, buf, sizeof buf) ==
+                   SMTPD_ERR_INVALID_ARGUMENT &&
+               g_be->mechanisms(g_be->ctx, &ch, NULL, 4) ==
+                   SMTPD_ERR_INVALID_ARGUMENT,
+           "mechanisms arguments");
+  /* a buffer too small: snprintf style, the length it needs */
+  FZ_CHECK(g_be->mechanisms(g_be->ctx, &ch, buf, sizeof buf) >
+                   (int)sizeof buf &&
+               strlen(buf) == sizeof buf - 1,
+           "mechanisms truncation");
+  FZ_CHECK(g_be->start(g_be->ctx, NULL, &ch, "PLAIN", NULL, 0, 0, &x, NULL) ==
+                   SMTPD_SASL_TEMPFAIL &&
+               g_be->start(g_be->ctx, NULL, &ch, NULL, NULL, 0, 0, &x, &out) ==
+                   SMTPD_SASL_TEMPFAIL &&
+               g_be->start(g_be->ctx, NULL, &ch, "PLAIN", NULL, 3, 1, &x,
+                           &out) == SMTPD_SASL_TEMPFAIL &&
+               g_be->start(g_be->ctx, NULL, &ch, "plain", NULL, 0, 0, &x,
+                           &out) == SMTPD_SASL_NOMECH &&
+               !x,
+           "start arguments");
+  FZ_CHECK(g_be->step(NULL, NULL, 0, &out) == SMTPD_SASL_TEMPFAIL &&
+               g_be->step(NULL, NULL, 0, NULL) == SMTPD_SASL_TEMPFAIL &&
+               g_be->resume(NULL, 0, NULL) == SMTPD_SASL_TEMPFAIL,
+           "step and resume arguments");
+  g_be->dispose(NULL);
 }
 
 static void init_once(void) {
@@ -106,6 +211,7 @@ static void init_once(void) {
   o.log = quiet;
   FZ_CHECK(smtpd_sasl_cyrus_new(&g_be, NULL, &o) == 0, "cyrus_new");
   FZ_CHECK(sasl_client_init(NULL) == SASL_OK, "sasl_client_init");
+  api_once(&o);
 }
 
 /* ---- libsasl2's client, for a correct CRAM-MD5 ------------------------------- */
@@ -223,6 +329,128 @@ static void b64(const uint8_t *p, size_t n, fz_buf *dst) {
   FZ_CHECK(k >= 0, "encode");
   fz_buf_put(dst, e, (size_t)k);
   free(e);
+}
+
+/* ---- the backend's table, driven directly --------------------------------- */
+
+static const char *next_line(const uint8_t **p, const uint8_t *end,
+                             size_t *n) {
+  const uint8_t *s = *p, *nl;
+  if (s >= end)
+    return NULL;
+  nl = memchr(s, '\n', (size_t)(end - s));
+  *n = (size_t)((nl ? nl : end) - s);
+  *p = nl ? nl + 1 : end;
+  return (const char *)s;
+}
+
+static int plaintext_mech(const char *m) {
+  return !strcmp(m, "PLAIN") || !strcmp(m, "LOGIN");
+}
+
+/* One exchange on the backend's own table, on a channel the input's last
+ * octet picks (bits 0-2 the client address: none, IPv4, the RFC 5321
+ * IPv6 literal, "ip;port", or strings libsasl2 must never see; bit 3
+ * TLS; bit 4 with a client certificate identity; bit 5 the backend that
+ * refuses plaintext mechanisms without TLS; bit 6 an initial response;
+ * bit 7 a resume, which this backend never asks for, before the last
+ * step). The responses are the input's lines, decoded as they are; a
+ * correct answer is sent when flag bit 3 says so. Oracles: statuses in
+ * range; the offered list and the outcome keep plaintext mechanisms off
+ * a channel that refuses them; OK only after the password went out, for
+ * "user"; FAIL with a printable reason; a resume ends the exchange with
+ * FAIL and a later step is BADPROT. */
+static void direct(const uint8_t *data, size_t size, int mech, uint8_t fl) {
+  static const char *const mechs[] = {"PLAIN", "LOGIN", "CRAM-MD5",
+                                      "DIGEST-MD5"};
+  static const char *const addrs[] = {NULL,
+                                      "192.0.2.7",
+                                      "IPv6:2001:db8::7",
+                                      "2001:db8::7;2525",
+                                      "192.0.2.7;99999",
+                                      "IPv6:not-an-address",
+                                      "192.0.2.7;",
+                                      "a\tb"};
+  static const char cred[] = "\0" USER "\0" PASSWORD;
+  uint8_t v = data[size - 1];
+  smtpd_sasl_backend *be = (v & 32) ? g_strict : g_be;
+  smtpd_sasl_channel ch;
+  smtpd_sasl_out out;
+  const uint8_t *p = data + 1, *end = data + size - 1;
+  const char *m = mechs[mech], *r;
+  char list[128];
+  void *x = NULL;
+  size_t n = 0;
+  int st, steps = 0, sent_pw = 0, refuses;
+  memset(&ch, 0, sizeof ch);
+  ch.client_addr = addrs[v & 7];
+  ch.tls = (v & 8) != 0;
+  ch.ssf = ch.tls ? 256 : 0;
+  ch.external_id = (v & 16) ? "CN=client.example" : NULL;
+  refuses = (v & 32) && !ch.tls;
+  st = be->mechanisms(be->ctx, &ch, list, sizeof list);
+  FZ_CHECK(st > 0 && (size_t)st < sizeof list, "mechanisms: %d", st);
+  FZ_CHECK(!refuses || (!strstr(list, "PLAIN") && !strstr(list, "LOGIN")),
+           "plaintext mechanisms offered on a channel that refuses them: %s",
+           list);
+  if ((v & 64) && (fl & 8) && !strcmp(m, "PLAIN")) {
+    st = be->start(be->ctx, NULL, &ch, m, (const uint8_t *)cred,
+                   sizeof cred - 1, 1, &x, &out);
+    sent_pw = 1;
+  } else if ((v & 64) && (r = next_line(&p, end, &n)) != NULL &&
+             (n || strcmp(m, "LOGIN"))) { /* no empty LOGIN user: the
+                                             plugin's known leak */
+    sent_pw = carries_password((const uint8_t *)r, n, 1);
+    st = be->start(be->ctx, NULL, &ch, m, (const uint8_t *)r, n, 1, &x, &out);
+  } else {
+    st = be->start(be->ctx, NULL, &ch, m, NULL, 0, 0, &x, &out);
+  }
+  while (st == SMTPD_SASL_CONTINUE && steps++ < 4) {
+    const uint8_t *resp;
+    FZ_CHECK(x && (!out.challenge_len || out.challenge), "challenge");
+    if ((v & 128) && steps == 2) {
+      st = be->resume(x, 0, &out);
+      FZ_CHECK(st == SMTPD_SASL_FAIL && out.reason && *out.reason,
+               "resume: %d", st);
+      st = be->step(x, (const uint8_t *)"x", 1, &out);
+      FZ_CHECK(st == SMTPD_SASL_BADPROT, "step after the end: %d", st);
+      break;
+    }
+    if ((fl & 8) && !strcmp(m, "LOGIN")) {
+      int asks_user = out.challenge_len && (out.challenge[0] == 'U' ||
+                                            out.challenge[0] == 'u');
+      resp = (const uint8_t *)(asks_user ? USER : PASSWORD);
+      n = strlen((const char *)resp);
+      sent_pw |= !asks_user;
+    } else if ((fl & 8) && !strcmp(m, "PLAIN")) {
+      resp = (const uint8_t *)cred;
+      n = sizeof cred - 1;
+      sent_pw = 1;
+    } else if ((r = next_line(&p, end, &n)) != NULL) {
+      resp = (const uint8_t *)r;
+      sent_pw |= carries_password(resp, n, 1);
+    } else {
+      break; /* out of lines: dispose of the unfinished exchange (an empty
+                answer would mostly hit the LOGIN plugin's known leak) */
+    }
+    st = be->step(x, resp, n, &out);
+  }
+  FZ_CHECK(st >= SMTPD_SASL_OK && st <= SMTPD_SASL_BADPROT &&
+               st != SMTPD_SASL_DEFER,
+           "status %d", st);
+  if (st == SMTPD_SASL_OK) {
+    FZ_CHECK(sent_pw && out.authcid &&
+                 (!strcmp(out.authcid, USER) ||
+                  !strcmp(out.authcid, USER "@" REALM)),
+             "OK without the password, or for [%s]",
+             out.authcid ? out.authcid : "-");
+    FZ_CHECK(!refuses || !plaintext_mech(m),
+             "%s succeeded on a channel that refuses plaintext", m);
+  }
+  if (st == SMTPD_SASL_FAIL)
+    FZ_CHECK(out.reason && printable(out.reason), "FAIL without a reason");
+  if (x)
+    be->dispose(x);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -400,5 +628,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   smtpd_config_del(cfg);
   FZ_CHECK(mem.live == 0, "%ld blocks leaked", mem.live);
   fz_buf_free(&h.out);
+  direct(data, size, fl & 3, fl);
   return 0;
 }
