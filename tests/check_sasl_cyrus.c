@@ -567,6 +567,67 @@ START_TEST(test_malformed_plain) {
 }
 END_TEST
 
+/* User names libsasl2 2.1.28 would leak memory on are refused before it
+ * sees them (lib/sasl/cyrus.c cb_canon, bad_login_user): over 768 octets
+ * for any mechanism (its canonicaliser leaks a name that does not fit
+ * 1,024 octets with "@realm"), and LOGIN names that are empty or have
+ * white space at an end (its LOGIN plugin leaks the password when the
+ * name then fails). Names just inside pass on to a normal failure. The
+ * ASan build's leak check covers the leaks themselves (and the fuzz
+ * regressions plain-long-authcid-canon-leak, login-*-leak). */
+static int plain_status(size_t idlen) {
+  static char msg[1200];
+  void *x = NULL;
+  smtpd_sasl_out out;
+  int st;
+  msg[0] = '\0';
+  memset(msg + 1, 'u', idlen);
+  msg[idlen + 1] = '\0';
+  memcpy(msg + idlen + 2, "pw", 2);
+  st = B->start(B->ctx, NULL, &TLS, "PLAIN", (const uint8_t *)msg, idlen + 4,
+                1, &x, &out);
+  B->dispose(x);
+  return st;
+}
+
+static int login_status(const char *name, int initial) {
+  void *x = NULL;
+  smtpd_sasl_out out;
+  size_t n = strlen(name);
+  int st = B->start(B->ctx, NULL, &TLS, "LOGIN",
+                    initial ? (const uint8_t *)name : NULL, initial ? n : 0,
+                    initial, &x, &out);
+  if (st == SMTPD_SASL_CONTINUE && !initial)
+    st = B->step(x, (const uint8_t *)name, n, &out);
+  if (st == SMTPD_SASL_CONTINUE) /* the password challenge */
+    st = B->step(x, (const uint8_t *)"a password", 10, &out);
+  B->dispose(x);
+  return st;
+}
+
+START_TEST(test_names_libsasl2_would_leak) {
+  static const char *const bad[] = {"", " j", "\tj", "j ", "  ab", "user\r"};
+  static char longname[800];
+  size_t i;
+  ck_assert_int_eq(plain_status(255), SMTPD_SASL_FAIL);
+  ck_assert_int_eq(plain_status(700), SMTPD_SASL_FAIL);
+  ck_assert_int_eq(plain_status(769), SMTPD_SASL_BADPROT);
+  ck_assert_int_eq(plain_status(1013), SMTPD_SASL_BADPROT);
+  ck_assert_int_eq(plain_status(1100), SMTPD_SASL_BADPROT);
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    /* "" as an initial response is no name: LOGIN asks for one */
+    if (bad[i][0])
+      ck_assert_int_eq(login_status(bad[i], 1), SMTPD_SASL_BADPROT);
+    ck_assert_int_eq(login_status(bad[i], 0), SMTPD_SASL_BADPROT);
+  }
+  memset(longname, 'u', 769);
+  ck_assert_int_eq(login_status(longname, 0), SMTPD_SASL_BADPROT);
+  ck_assert_int_eq(login_status("j", 0), SMTPD_SASL_FAIL);
+  ck_assert_int_eq(login_status("a b", 1), SMTPD_SASL_FAIL);
+  ck_assert_int_eq(login_status(USER, 0), SMTPD_SASL_FAIL); /* wrong pw */
+}
+END_TEST
+
 START_TEST(test_resume_is_misuse) {
   void *x = NULL;
   smtpd_sasl_out out;
@@ -912,6 +973,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_plaintext_option);
   tcase_add_test(tc, test_cancel_then_fresh);
   tcase_add_test(tc, test_malformed_plain);
+  tcase_add_test(tc, test_names_libsasl2_would_leak);
   tcase_add_test(tc, test_resume_is_misuse);
   tcase_add_test(tc, test_bad_addresses_still_work);
   tcase_add_test(tc, test_options);

@@ -39,6 +39,7 @@
 #define MAX_DIR 4095u     /* config_dir */
 #define MAX_IDENTITY 1024u /* user names coming back from libsasl2 */
 #define MAX_MECH 20u      /* RFC 4422 3.1: mechanism names */
+#define MAX_CLIENT_ID 768u /* user names from the client: see cb_canon */
 
 static const char REASON_FAILED[] = "authentication failure";
 
@@ -87,6 +88,7 @@ typedef struct exchange {
   char *authcid;
   char *authzid;
   int done;
+  int login_user; /* LOGIN: the client's next answer is the user name */
 } exchange;
 
 static char *dup_str(const smtpd_mem *mem, const char *s, size_t len) {
@@ -123,6 +125,51 @@ static void out_clear(smtpd_sasl_out *out) {
 }
 
 /* ---- libsasl2 connections ----------------------------------------------- */
+
+/* cb_canon - every user name a mechanism takes from the client passes here
+ * before libsasl2's own canonicaliser. libsasl2 2.1.28's canonicaliser
+ * leaks its copy of a name that does not fit its 1,024 octets with the
+ * realm appended ("@" and up to MAX_NAME), so a client could grow the
+ * process by a kilobyte per AUTH. Names over 768 octets are refused
+ * (BADPROT: 501); with any realm the rest always fit. libsasl2 may pass a
+ * name here again with the realm appended, so a client's name is refused
+ * from 768 octets less "@realm". RFC 4616 asks for 255. Names that pass
+ * are not changed. */
+static int cb_canon(sasl_conn_t *conn, void *ctx, const char *in,
+                    unsigned inlen, unsigned flags, const char *user_realm,
+                    char *out, unsigned out_max, unsigned *out_len) {
+  (void)conn;
+  (void)ctx;
+  (void)flags;
+  (void)user_realm;
+  if (!in || !out || !out_len)
+    return SASL_BADPARAM;
+  if (inlen > MAX_CLIENT_ID || inlen >= out_max)
+    return SASL_BADPROT;
+  memcpy(out, in, inlen);
+  out[inlen] = '\0';
+  *out_len = inlen;
+  return SASL_OK;
+}
+
+/* bad_login_user - 1 when LOGIN's user name could fail libsasl2's
+ * canonicaliser: empty, too long for cb_canon, or with white space at
+ * either end (libsasl2 2.1.28 strips it and then takes, for example,
+ * " j" for an all-white-space name). Its LOGIN plugin asks for the
+ * password first and leaks it (17 octets plus its length) when the name
+ * then fails, so such a name ends the exchange here. */
+static int is_space(uint8_t c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static int bad_login_user(const uint8_t *p, size_t n) {
+  return n == 0 || n > MAX_CLIENT_ID || is_space(p[0]) || is_space(p[n - 1]);
+}
+
+/* the callbacks of each connection: only the guard above */
+static const sasl_callback_t conn_callbacks[] = {
+    {SASL_CB_CANON_USER, (int (*)(void))(void (*)(void))cb_canon, NULL},
+    {SASL_CB_LIST_END, NULL, NULL}};
 
 /* ip_port_ok - 1 when s is "ip;port" with a numeric IPv4 or IPv6 address
  * and a decimal port: libsasl2 leaks memory when sasl_server_new refuses
@@ -176,15 +223,15 @@ static int new_conn(cyrus *be, const smtpd_sasl_channel *ch,
 
   *conn = NULL;
   r = sasl_server_new(be->service, be->fqdn, be->realm, be->local_addr,
-                      remote, NULL, 0, conn);
+                      remote, conn_callbacks, 0, conn);
   if (r == SASL_BADPARAM && (be->local_addr || remote)) {
     /* libsasl2 refused an address string: the addresses only matter to
      * mechanisms with security layers, which SMTP does not use. */
     if (*conn)
       sasl_dispose(conn);
     *conn = NULL;
-    r = sasl_server_new(be->service, be->fqdn, be->realm, NULL, NULL, NULL,
-                        0, conn);
+    r = sasl_server_new(be->service, be->fqdn, be->realm, NULL, NULL,
+                        conn_callbacks, 0, conn);
   }
   if (r != SASL_OK || !*conn)
     goto fail;
@@ -414,6 +461,16 @@ static int c_start(void *ctx, smtpd_session *s, const smtpd_sasl_channel *ch,
     pthread_mutex_unlock(&g_lock);
     return SMTPD_SASL_TEMPFAIL;
   }
+  /* LOGIN's initial response, when not empty, is the user name */
+  x->login_user = strcmp(mech, "LOGIN") == 0;
+  if (x->login_user && has_resp && len) {
+    x->login_user = 0;
+    if (bad_login_user(resp, len)) {
+      end_conn(x);
+      pthread_mutex_unlock(&g_lock);
+      return SMTPD_SASL_BADPROT;
+    }
+  }
   /* NULL: no initial response; "" with length 0: an empty one ("="). */
   r = sasl_server_start(x->conn, mech,
                         has_resp ? (len ? (const char *)resp : "") : NULL,
@@ -438,6 +495,14 @@ static int c_step(void *exch, const uint8_t *resp, size_t len,
   if (x->done || !x->conn)
     return SMTPD_SASL_BADPROT; /* the exchange is over */
   pthread_mutex_lock(&g_lock);
+  if (x->login_user) {
+    x->login_user = 0;
+    if (bad_login_user(resp, len)) {
+      end_conn(x);
+      pthread_mutex_unlock(&g_lock);
+      return SMTPD_SASL_BADPROT;
+    }
+  }
   r = sasl_server_step(x->conn, len ? (const char *)resp : "",
                        (unsigned)len, &sout, &slen);
   st = conclude(x, r, sout, slen, out);
