@@ -304,6 +304,18 @@ static void end_conn(exchange *x) {
   x->done = 1;
 }
 
+/* login_user_refused - when this answer is LOGIN's user name, check it
+ * (bad_login_user); a bad one ends the exchange. Caller holds g_lock. */
+static int login_user_refused(exchange *x, const uint8_t *p, size_t n) {
+  if (!x->login_user)
+    return 0;
+  x->login_user = 0;
+  if (!bad_login_user(p, n))
+    return 0;
+  end_conn(x);
+  return 1;
+}
+
 /* conclude - turn a start/step result into the answer; holds g_lock. */
 static int conclude(exchange *x, int r, const char *sout, unsigned slen,
                     smtpd_sasl_out *out) {
@@ -463,13 +475,9 @@ static int c_start(void *ctx, smtpd_session *s, const smtpd_sasl_channel *ch,
   }
   /* LOGIN's initial response, when not empty, is the user name */
   x->login_user = strcmp(mech, "LOGIN") == 0;
-  if (x->login_user && has_resp && len) {
-    x->login_user = 0;
-    if (bad_login_user(resp, len)) {
-      end_conn(x);
-      pthread_mutex_unlock(&g_lock);
-      return SMTPD_SASL_BADPROT;
-    }
+  if (has_resp && len && login_user_refused(x, resp, len)) {
+    pthread_mutex_unlock(&g_lock);
+    return SMTPD_SASL_BADPROT;
   }
   /* NULL: no initial response; "" with length 0: an empty one ("="). */
   r = sasl_server_start(x->conn, mech,
@@ -495,13 +503,9 @@ static int c_step(void *exch, const uint8_t *resp, size_t len,
   if (x->done || !x->conn)
     return SMTPD_SASL_BADPROT; /* the exchange is over */
   pthread_mutex_lock(&g_lock);
-  if (x->login_user) {
-    x->login_user = 0;
-    if (bad_login_user(resp, len)) {
-      end_conn(x);
-      pthread_mutex_unlock(&g_lock);
-      return SMTPD_SASL_BADPROT;
-    }
+  if (login_user_refused(x, resp, len)) {
+    pthread_mutex_unlock(&g_lock);
+    return SMTPD_SASL_BADPROT;
   }
   r = sasl_server_step(x->conn, len ? (const char *)resp : "",
                        (unsigned)len, &sout, &slen);
