@@ -468,6 +468,27 @@ START_TEST(test_unknown_mechanism) {
                             &out),
                    SMTPD_SASL_NOMECH);
   B->dispose(x);
+  /* libsasl2 takes "X-PLUS" for X; the adapter sets no channel binding,
+   * so no "-PLUS" name is offered and none starts (LOGIN-PLUS would
+   * bypass the LOGIN user-name guard: test_names_libsasl2_would_leak) */
+  {
+    static const char *const plus[] = {"LOGIN-PLUS", "PLAIN-PLUS",
+                                       "CRAM-MD5-PLUS", "SCRAM-SHA-1-PLUS",
+                                       "-PLUS"};
+    for (size_t i = 0; i < sizeof plus / sizeof plus[0]; i++) {
+      x = NULL;
+      ck_assert_msg(B->start(B->ctx, NULL, &TLS, plus[i], NULL, 0, 0, &x,
+                             &out) == SMTPD_SASL_NOMECH,
+                    "%s started", plus[i]);
+      B->dispose(x);
+    }
+    x = NULL;
+    ck_assert_msg(B->start(B->ctx, NULL, &TLS, "LOGIN-PLUS",
+                           (const uint8_t *)"user", 4, 1, &x,
+                           &out) == SMTPD_SASL_NOMECH,
+                  "LOGIN-PLUS with an initial response started");
+    B->dispose(x);
+  }
   ck_assert_int_eq(T.live, base_live);
 }
 END_TEST

@@ -63,7 +63,8 @@ SMTPD_API void smtpd_sasl_cyrus_options_init(smtpd_sasl_cyrus_options *o);
 /* smtpd_sasl_cyrus_new - a backend for smtpd_config_set_sasl(). opts may
  * be NULL (defaults); its strings are copied. Its exchanges refuse the
  * client user names libsasl2 2.1.28 leaks memory on (over 768 octets;
- * LOGIN names empty or with white space at an end: BADPROT, docs/sasl.md). Returns 0, or
+ * LOGIN names empty or with white space at an end: BADPROT, docs/sasl.md)
+ * and every "-PLUS" mechanism name (no channel binding: NOMECH). Returns 0, or
  * SMTPD_ERR_INVALID_ARGUMENT (bad version, empty or overlong names),
  * SMTPD_ERR_INVALID_STATE (another live backend initialised libsasl2
  * differently), SMTPD_ERR_SASL (sasl_server_init failed),

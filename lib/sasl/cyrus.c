@@ -369,7 +369,13 @@ static int conclude(exchange *x, int r, const char *sout, unsigned slen,
 
 /* ---- the function table ------------------------------------------------- */
 
+/* mech_name_ok - 1 for a mechanism name libsasl2 may be asked to start:
+ * RFC 4422's characters, and not a "-PLUS" name. libsasl2 2.1.28 starts
+ * "X-PLUS" as X when the connection has no channel binding, which the
+ * adapter never sets (so it never lists such a name); "LOGIN-PLUS" would
+ * otherwise start LOGIN past the user-name guard (bad_login_user). */
 static int mech_name_ok(const char *m) {
+  static const char plus[] = "-PLUS";
   size_t i;
   for (i = 0; m[i]; i++) {
     char c = m[i];
@@ -378,6 +384,9 @@ static int mech_name_ok(const char *m) {
           c == '_'))
       return 0;
   }
+  if (i >= sizeof plus - 1 && memcmp(m + i - (sizeof plus - 1), plus,
+                                     sizeof plus - 1) == 0)
+    return 0;
   return i > 0;
 }
 
