@@ -33,8 +33,9 @@ static int out_reserve(smtpd_session *s, size_t n) {
     if (s->out_cap - s->out_len >= n)
       return 0;
   }
+  /* out_len may exceed the first size: a borrowed greeting can be longer */
   need = s->out_cap ? s->out_cap : SMTPD_I_OUT_FIRST;
-  while (need - s->out_len < n)
+  while (need < s->out_len || need - s->out_len < n)
     need *= 2;
   if (s->out_cap && s->out != smtpd_i_out_first(s)) {
     p = smtpd_i_realloc(&s->cfg->mem, s->out, need);

@@ -1116,6 +1116,44 @@ START_TEST(test_idle_memory) {
 }
 END_TEST
 
+/* A greeting longer than the first output buffer is borrowed from the
+ * config; a reply queued before it was written (an early talker) must
+ * move it into a buffer big enough for both. Found by fuzz_transcript:
+ * the buffer was sized from the first size alone, and ASan saw the copy
+ * write past it (regressions/transcript/long-greeting-reply-before-drain-
+ * overflow). */
+START_TEST(test_long_greeting_then_early_talker) {
+  static const char sync[] = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
+  char banner[401], want[1024]; /* banners are at most 400 octets */
+  size_t bl;
+  for (bl = 1; bl < sizeof banner; bl += 3) {
+    smtpd_config *c;
+    smtpd_session *s;
+    smtpd_callbacks cb = callbacks();
+    host *h = calloc(1, sizeof *h);
+    const uint8_t *o;
+    size_t n;
+    memset(banner, 'b', bl);
+    banner[bl] = '\0';
+    ck_assert_int_eq(smtpd_config_new(&c, NULL), 0);
+    ck_assert_int_eq(smtpd_config_set_hostname(c, "mx.example"), 0);
+    ck_assert_int_eq(smtpd_config_set_banner(c, banner), 0);
+    ck_assert_int_eq(smtpd_session_new(&s, c, &cb, h), 0);
+    ck_assert_int_eq(smtpd_session_start(s), 0);
+    /* the greeting is not written yet when the client talks */
+    ck_assert_int_eq(smtpd_session_feed(s, (const uint8_t *)"HELO x\r\n", 8),
+                     8);
+    snprintf(want, sizeof want, "220 mx.example %s\r\n%s", banner, sync);
+    n = smtpd_session_output(s, &o);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert_int_eq(memcmp(o, want, n), 0);
+    smtpd_session_del(s);
+    smtpd_config_del(c);
+    free(h);
+  }
+}
+END_TEST
+
 /* Every allocation failure ends in a clean error and no leak. */
 START_TEST(test_failing_allocator) {
   long n;
@@ -1220,6 +1258,7 @@ static Suite *session_suite(void) {
   tcase_add_test(tc, test_idle_memory);
   tcase_add_test(tc, test_helo_storage);
   tcase_add_test(tc, test_status_snapshot);
+  tcase_add_test(tc, test_long_greeting_then_early_talker);
   tcase_add_test(tc, test_failing_allocator);
   tcase_add_test(tc, test_api_errors);
   suite_add_tcase(s, tc);
